@@ -1,0 +1,598 @@
+/**
+ * The container service: lifecycle (create, start, stop, kill, remove),
+ * attach, wait and logs. Each running container has a monitor process; this
+ * service holds one control connection to it and reacts to its exit.
+ */
+import { mkdir, readFile, writeFile, rm, readdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { hostname as osHostname } from 'node:os';
+import { ContainerStore } from './container-store.ts';
+import type { ContainerRecord } from './container-types.ts';
+import { buildRecord } from './container-create.ts';
+import type { CreateRequest } from './container-create.ts';
+import type { EventBus } from './events.ts';
+import { hostsFile, resolveUser, resolvConf } from './rootfs.ts';
+import { readLog } from './logs.ts';
+import type { LogOptions, LogRecord } from './logs.ts';
+import type { ImageStore } from '../image/image-store.ts';
+import type { LayerStore } from '../image/layer-store.ts';
+import { chainIds } from '../image/layer-store.ts';
+import { buildSpec } from '../runtime/oci-spec.ts';
+import type { OciMount } from '../runtime/oci-spec.ts';
+import { MonitorConnection, StartError, spawnMonitor } from '../runtime/monitor.ts';
+import type { ExitInfo } from '../runtime/monitor.ts';
+import { computeCapabilities } from '../runtime/capabilities.ts';
+import { parseSignal } from '../util/signals.ts';
+import { conflict, invalid, notModified, BerthError, errorMessage } from '../util/errors.ts';
+import { ensureDir, removeTree } from '../util/fsutil.ts';
+import { newId, randomName } from '../util/ids.ts';
+import { log } from '../util/log.ts';
+import type { DaemonConfig } from '../daemon/config.ts';
+
+/** Where attached output goes: an API connection, framed or raw by the API layer. */
+export interface AttachSink {
+  stdout: boolean;
+  stderr: boolean;
+  write(stream: 'stdout' | 'stderr', data: Buffer): void;
+  /** The container exited (or the attach was ended): flush and close. */
+  end(): void;
+}
+
+export interface AttachHandle {
+  stdin(data: Buffer): void;
+  closeStdin(): void;
+  detach(): void;
+}
+
+/** What berthd holds for a container whose monitor is alive. */
+interface Live {
+  conn?: MonitorConnection;
+  sinks: Set<AttachSink>;
+  /** Input that arrived before the monitor was connected. */
+  pendingStdin: Buffer[];
+  pendingStdinClose: boolean;
+  exited: Promise<ExitInfo>;
+  resolveExit: (e: ExitInfo) => void;
+  starting?: Promise<void>;
+}
+
+type WaitCondition = 'not-running' | 'next-exit' | 'removed';
+
+export class ContainerService {
+  readonly store: ContainerStore;
+  private readonly live = new Map<string, Live>();
+  private readonly removedWaiters = new Map<string, Array<() => void>>();
+  private readonly exitWaiters = new Map<string, Array<(code: number) => void>>();
+  private readonly cfg: DaemonConfig;
+  private readonly images: ImageStore;
+  private readonly layers: LayerStore;
+  private readonly events: EventBus;
+  private hostResolv = '';
+
+  constructor(cfg: DaemonConfig, images: ImageStore, layers: LayerStore, events: EventBus) {
+    this.cfg = cfg;
+    this.images = images;
+    this.layers = layers;
+    this.events = events;
+    this.store = new ContainerStore(cfg.dataRoot);
+  }
+
+  private get monitorPath(): string {
+    return join(this.cfg.nativeDir, 'berth-monitor');
+  }
+
+  private get runtimeRoot(): string {
+    return join(this.cfg.execRoot, 'runtime');
+  }
+
+  execDir(id: string): string {
+    return join(this.cfg.execRoot, 'containers', id);
+  }
+
+  async init(): Promise<void> {
+    await ensureDir(this.runtimeRoot, 0o700);
+    await ensureDir(join(this.cfg.execRoot, 'containers'), 0o700);
+    this.hostResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+    const records = await this.store.init();
+    for (const rec of records) await this.reconcile(rec);
+    // Monitor directories of containers that no longer exist.
+    for (const id of await readdir(join(this.cfg.execRoot, 'containers'))) {
+      if (!this.store.get(id)) await removeTree(this.execDir(id));
+    }
+  }
+
+  /**
+   * After a restart: re-adopt containers whose monitor still runs, and record
+   * the exit of those that stopped while berthd was away.
+   */
+  private async reconcile(rec: ContainerRecord): Promise<void> {
+    if (rec.State.Status === 'removing') {
+      await this.destroy(rec);
+      return;
+    }
+    if (!rec.State.Running) return;
+    const dir = this.execDir(rec.Id);
+    try {
+      const conn = await MonitorConnection.connect(dir);
+      const live = this.newLive();
+      live.conn = conn;
+      this.live.set(rec.Id, live);
+      this.wireConnection(rec, live, conn);
+      const st = await conn.hello(false, false);
+      if (st.status === 'exited') {
+        const exit = await this.readExitFile(rec.Id);
+        await this.onExit(rec, live, exit ?? { exitCode: st.exitCode ?? 255, signal: 0, finishedAt: new Date().toISOString() });
+      }
+      log.info('re-adopted running container', { id: rec.Id, pid: rec.State.Pid });
+    } catch {
+      const exit = await this.readExitFile(rec.Id);
+      await this.markExited(rec, exit ?? { exitCode: 255, signal: 0, finishedAt: new Date().toISOString() }, exit ? '' : 'container monitor was lost');
+      if (rec.HostConfig.AutoRemove) await this.destroy(rec);
+    }
+  }
+
+  private async readExitFile(id: string): Promise<ExitInfo | undefined> {
+    try {
+      const raw = JSON.parse(await readFile(join(this.execDir(id), 'exit'), 'utf8')) as Partial<ExitInfo> & { startFailed?: boolean };
+      if (raw.startFailed) return undefined;
+      return { exitCode: raw.exitCode ?? 255, signal: raw.signal ?? 0, finishedAt: raw.finishedAt ?? new Date().toISOString() };
+    } catch {
+      return undefined;
+    }
+  }
+
+  private newLive(): Live {
+    let resolveExit!: (e: ExitInfo) => void;
+    const exited = new Promise<ExitInfo>((r) => { resolveExit = r; });
+    return { sinks: new Set(), pendingStdin: [], pendingStdinClose: false, exited, resolveExit };
+  }
+
+  list(): ContainerRecord[] {
+    return this.store.all();
+  }
+
+  find(ref: string): ContainerRecord {
+    return this.store.mustFind(ref);
+  }
+
+  // ---------------------------------------------------------------- create
+
+  async create(req: CreateRequest, name?: string): Promise<{ Id: string; Warnings: string[] }> {
+    if (typeof req !== 'object' || req === null) throw invalid('config cannot be empty in order to create a container');
+    if (!req.Image) throw invalid('Config.Image is required');
+    const img = this.images.resolve(req.Image);
+    if (!img) throw new BerthError('NotFound', `No such image: ${req.Image.includes(':') || req.Image.includes('@') ? req.Image : `${req.Image}:latest`}`);
+    const id = newId();
+    const fullName = name ? ContainerStore.validateName(name) : `/${randomName((n) => this.store.nameTaken(n))}`;
+    const dir = this.store.dir(id);
+    const rec = buildRecord({ id, name: fullName, req, imageId: img.record.id, imageRef: req.Image, image: img.config, layers: chainIds(img.config.rootfs.diff_ids), dir });
+    this.validateHostConfig(rec);
+    this.store.reserveName(fullName, id);
+    try {
+      await this.store.add(rec);
+      await Promise.all(['upper', 'work', 'rootfs'].map((d) => mkdir(join(dir, d), { mode: 0o755 })));
+    } catch (err) {
+      await this.store.remove(rec).catch(() => undefined);
+      throw err;
+    }
+    this.events.emit('container', 'create', id, { image: req.Image, name: fullName.slice(1) });
+    return { Id: id, Warnings: [] };
+  }
+
+  private validateHostConfig(rec: ContainerRecord): void {
+    const hc = rec.HostConfig;
+    computeCapabilities({ add: hc.CapAdd ?? [], drop: hc.CapDrop ?? [], privileged: hc.Privileged });
+    const mode = hc.NetworkMode;
+    if (mode.startsWith('container:')) {
+      const target = this.store.find(mode.slice(10));
+      if (!target) throw new BerthError('NotFound', `No such container: ${mode.slice(10)}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- start
+
+  async start(ref: string): Promise<void> {
+    const rec = this.find(ref);
+    if (rec.State.Running) throw notModified('container already started');
+    const existing = this.live.get(rec.Id);
+    if (existing?.starting) return existing.starting;
+    if (existing?.conn) throw notModified('container already started');
+    const live = existing ?? this.newLive();
+    this.live.set(rec.Id, live);
+    live.starting = this.doStart(rec, live).finally(() => { live.starting = undefined; });
+    return live.starting;
+  }
+
+  /** Namespaces, mounts and files that the network mode decides. */
+  private networkSetup(rec: ContainerRecord): { ns: Record<string, 'private' | 'host' | { path: string }>; hostname: string } {
+    const mode = rec.HostConfig.NetworkMode;
+    if (mode === 'host') return { ns: { network: 'host' }, hostname: rec.Config.Hostname || osHostname() };
+    if (mode.startsWith('container:')) {
+      const other = this.find(mode.slice(10));
+      if (!other.State.Running) throw conflict(`cannot join network of a non running container: ${other.Id}`);
+      return { ns: { network: { path: `/proc/${other.State.Pid}/ns/net` } }, hostname: other.Config.Hostname };
+    }
+    // Bridge networking is not wired yet: such containers get a private namespace with loopback.
+    return { ns: { network: 'private' }, hostname: rec.Config.Hostname };
+  }
+
+  private async doStart(rec: ContainerRecord, live: Live): Promise<void> {
+    const dir = this.store.dir(rec.Id);
+    const xdir = this.execDir(rec.Id);
+    const layerDirs = rec.berth.layers.map((c) => this.layers.diffDir(c)).reverse();
+    const net = this.networkSetup(rec);
+    const hc = rec.HostConfig;
+    const [user] = await Promise.all([
+      resolveUser([join(dir, 'upper'), ...layerDirs], rec.Config.User, hc.GroupAdd ?? []),
+      mkdir(xdir, { recursive: true, mode: 0o700 }),
+      this.writeEtcFiles(rec, net.hostname),
+    ]);
+    const caps = computeCapabilities({ add: hc.CapAdd ?? [], drop: hc.CapDrop ?? [], privileged: hc.Privileged });
+    const env = [...rec.Config.Env];
+    if (!env.some((e) => e.startsWith('HOSTNAME='))) env.push(`HOSTNAME=${net.hostname}`);
+    if (rec.Config.Tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
+    if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home || '/'}`);
+    const etcMounts: OciMount[] = [
+      { destination: '/etc/resolv.conf', type: 'bind', source: rec.ResolvConfPath, options: ['rbind', 'rprivate'] },
+      { destination: '/etc/hostname', type: 'bind', source: rec.HostnamePath, options: ['rbind', 'rprivate'] },
+      { destination: '/etc/hosts', type: 'bind', source: rec.HostsPath, options: ['rbind', 'rprivate'] },
+    ];
+    const spec = buildSpec({
+      rootfs: join(dir, 'rootfs'),
+      readonlyRootfs: hc.ReadonlyRootfs,
+      args: [rec.Path, ...rec.Args],
+      env,
+      cwd: rec.Config.WorkingDir || '/',
+      user,
+      terminal: rec.Config.Tty,
+      consoleSize: hc.ConsoleSize && hc.ConsoleSize[0] > 0 ? hc.ConsoleSize : undefined,
+      hostname: net.hostname,
+      domainname: rec.Config.Domainname,
+      capabilities: caps,
+      privileged: hc.Privileged,
+      noNewPrivileges: (hc.SecurityOpt ?? []).some((o) => /^no-new-privileges(:true|=true)?$/.test(o)),
+      namespaces: { ...net.ns, ipc: hc.IpcMode === 'host' ? 'host' : 'private', pid: hc.PidMode === 'host' ? 'host' : 'private', uts: hc.UTSMode === 'host' ? 'host' : 'private' },
+      cgroupsPath: `${hc.CgroupParent || this.cfg.cgroupParent}/${rec.Id}`,
+      extraMounts: etcMounts,
+      shmSize: hc.ShmSize ?? 64 * 1024 * 1024,
+    });
+    await writeFile(join(xdir, 'config.json'), JSON.stringify(spec));
+    await rm(join(xdir, 'exit'), { force: true });
+    const lowers = layerDirs.length ? layerDirs : [await this.emptyLower()];
+    await spawnMonitor({
+      monitorPath: this.monitorPath,
+      id: rec.Id,
+      dir: xdir,
+      runtimePath: this.cfg.runtimePath,
+      runtimeRoot: this.runtimeRoot,
+      bundle: xdir,
+      logPath: rec.LogPath || undefined,
+      terminal: rec.Config.Tty,
+      stdin: rec.Config.OpenStdin,
+      overlay: { lowers, upper: join(dir, 'upper'), work: join(dir, 'work'), target: join(dir, 'rootfs') },
+    });
+    const conn = await MonitorConnection.connect(xdir);
+    live.conn = conn;
+    this.wireConnection(rec, live, conn);
+    const wantOut = [...live.sinks].some((s) => s.stdout);
+    const wantErr = [...live.sinks].some((s) => s.stderr);
+    conn.subscribe(wantOut, wantErr);
+    for (const chunk of live.pendingStdin) conn.stdin(chunk);
+    live.pendingStdin = [];
+    if (live.pendingStdinClose) conn.closeStdin();
+    let pid: number;
+    try {
+      pid = await conn.start();
+    } catch (err) {
+      conn.shutdown();
+      live.conn = undefined;
+      this.live.delete(rec.Id);
+      for (const s of live.sinks) s.end();
+      throw await this.startFailed(rec, err);
+    }
+    rec.State = { ...rec.State, Status: 'running', Running: true, Paused: false, Restarting: false, OOMKilled: false, Dead: false, Pid: pid, ExitCode: 0, Error: '', StartedAt: new Date().toISOString(), FinishedAt: rec.State.FinishedAt };
+    await this.store.save(rec);
+    this.events.emit('container', 'start', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
+    // The container may already have exited while we were recording the start.
+    if (conn.exit) await this.onExit(rec, live, conn.exit);
+  }
+
+  private emptyDir?: string;
+  private async emptyLower(): Promise<string> {
+    if (!this.emptyDir) {
+      this.emptyDir = join(this.layers.root, 'empty');
+      await ensureDir(this.emptyDir, 0o755);
+    }
+    return this.emptyDir;
+  }
+
+  /** Docker's exit codes for a process that could not be started: 127 not found, 126 not executable. */
+  private async startFailed(rec: ContainerRecord, err: unknown): Promise<Error> {
+    const msg = errorMessage(err);
+    const code = /executable file not found|no such file or directory/i.test(msg) ? 127 : /permission denied/i.test(msg) ? 126 : 128;
+    rec.State = { ...rec.State, Status: rec.State.Status === 'running' ? 'exited' : rec.State.Status, Running: false, Pid: 0, ExitCode: code, Error: msg };
+    await this.store.save(rec);
+    this.events.emit('container', 'die', rec.Id, { exitCode: String(code), image: rec.Config.Image, name: rec.Name.slice(1) });
+    if (rec.HostConfig.AutoRemove) await this.remove(rec.Id, { force: true }).catch(() => undefined);
+    else this.notifyExit(rec.Id, code);
+    const full = `failed to create task for container: OCI runtime create failed: ${msg}: unknown`;
+    return err instanceof StartError && code !== 128 ? invalid(full) : new BerthError('System', full);
+  }
+
+  private wireConnection(rec: ContainerRecord, live: Live, conn: MonitorConnection): void {
+    conn.on('stdout', (d: Buffer) => { for (const s of live.sinks) if (s.stdout) s.write('stdout', d); });
+    conn.on('stderr', (d: Buffer) => { for (const s of live.sinks) if (s.stderr) s.write('stderr', d); });
+    conn.on('exit', (e: ExitInfo) => {
+      // While start() is still recording the start, it handles the exit itself.
+      if (!live.starting || rec.State.Running) void this.onExit(rec, live, e);
+    });
+  }
+
+  private async writeEtcFiles(rec: ContainerRecord, hostname: string): Promise<void> {
+    const extra: Array<[string, string]> = [];
+    for (const h of rec.HostConfig.ExtraHosts ?? []) {
+      const i = h.indexOf(':');
+      if (i > 0) extra.push([h.slice(0, i), h.slice(i + 1)]);
+    }
+    const hosts = rec.HostConfig.NetworkMode === 'host' ? await readFile('/etc/hosts', 'utf8').catch(() => hostsFile(hostname)) : hostsFile(hostname, extra);
+    await Promise.all([
+      writeFile(rec.HostnamePath, `${hostname}\n`),
+      writeFile(rec.HostsPath, hosts),
+      writeFile(rec.ResolvConfPath, resolvConf(this.hostResolv, { dns: rec.HostConfig.Dns, search: rec.HostConfig.DnsSearch, options: rec.HostConfig.DnsOptions })),
+    ]);
+  }
+
+  // ---------------------------------------------------------------- exit
+
+  private async markExited(rec: ContainerRecord, exit: ExitInfo, error = ''): Promise<void> {
+    rec.State = { ...rec.State, Status: 'exited', Running: false, Paused: false, Restarting: false, Pid: 0, ExitCode: exit.exitCode, Error: error, FinishedAt: exit.finishedAt };
+    await this.store.save(rec);
+  }
+
+  private exiting = new Set<string>();
+  private async onExit(rec: ContainerRecord, live: Live, exit: ExitInfo): Promise<void> {
+    if (this.exiting.has(rec.Id)) return;
+    this.exiting.add(rec.Id);
+    try {
+      await this.markExited(rec, exit);
+      this.live.delete(rec.Id);
+      for (const s of live.sinks) s.end();
+      live.sinks.clear();
+      live.conn?.shutdown();
+      live.resolveExit(exit);
+      this.events.emit('container', 'die', rec.Id, { exitCode: String(exit.exitCode), image: rec.Config.Image, name: rec.Name.slice(1) });
+      if (rec.HostConfig.AutoRemove) {
+        await this.destroy(rec);
+      }
+      this.notifyExit(rec.Id, exit.exitCode);
+    } catch (err) {
+      log.error('handling container exit failed', { id: rec.Id, error: errorMessage(err) });
+    } finally {
+      this.exiting.delete(rec.Id);
+    }
+  }
+
+  private notifyExit(id: string, code: number): void {
+    const ws = this.exitWaiters.get(id);
+    this.exitWaiters.delete(id);
+    for (const w of ws ?? []) w(code);
+  }
+
+  // ---------------------------------------------------------------- wait
+
+  /** docker's wait: resolve with the exit code once the condition holds. */
+  async wait(ref: string, condition: WaitCondition = 'not-running', signal?: AbortSignal): Promise<{ StatusCode: number; Error: { Message: string } | null }> {
+    const rec = this.find(ref);
+    if (!['not-running', 'next-exit', 'removed'].includes(condition)) throw invalid(`invalid condition: "${condition}"`);
+    const running = rec.State.Running || this.live.get(rec.Id)?.starting !== undefined;
+    if (condition === 'not-running' && !running) return { StatusCode: rec.State.ExitCode, Error: null };
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(new Error('client went away'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const done = (code: number) => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve({ StatusCode: code, Error: null });
+      };
+      if (condition === 'removed') {
+        const ws = this.removedWaiters.get(rec.Id) ?? [];
+        ws.push(() => done(rec.State.ExitCode));
+        this.removedWaiters.set(rec.Id, ws);
+      } else {
+        const ws = this.exitWaiters.get(rec.Id) ?? [];
+        ws.push(done);
+        this.exitWaiters.set(rec.Id, ws);
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- attach
+
+  /**
+   * Attach a sink to a container's streams. Works before start (output from
+   * the first byte is delivered) and while running.
+   */
+  async attach(ref: string, sink: AttachSink, opts: { stdin: boolean; logs: boolean; stream: boolean }): Promise<AttachHandle> {
+    const rec = this.find(ref);
+    if (opts.logs && rec.LogPath) {
+      const ac = new AbortController();
+      for await (const r of readLog(rec.LogPath, { stdout: sink.stdout, stderr: sink.stderr, since: 0, until: 0, tail: -1, follow: false }, undefined, ac.signal)) {
+        sink.write(r.stream, Buffer.from(r.log));
+      }
+    }
+    if (!opts.stream) {
+      sink.end();
+      return { stdin: () => undefined, closeStdin: () => undefined, detach: () => undefined };
+    }
+    let live = this.live.get(rec.Id);
+    if (!live) {
+      if (rec.State.Running) throw conflict(`container ${rec.Id} is running but its monitor is not connected`);
+      live = this.newLive();
+      this.live.set(rec.Id, live);
+    }
+    const l = live;
+    l.sinks.add(sink);
+    if (l.conn) l.conn.subscribe([...l.sinks].some((s) => s.stdout), [...l.sinks].some((s) => s.stderr));
+    const stdinOpen = opts.stdin && rec.Config.OpenStdin;
+    return {
+      stdin: (data) => {
+        if (!stdinOpen) return;
+        if (l.conn) l.conn.stdin(data);
+        else l.pendingStdin.push(data);
+      },
+      closeStdin: () => {
+        if (!stdinOpen || !rec.Config.StdinOnce) return;
+        if (l.conn) l.conn.closeStdin();
+        else l.pendingStdinClose = true;
+      },
+      detach: () => {
+        l.sinks.delete(sink);
+        if (l.conn) l.conn.subscribe([...l.sinks].some((s) => s.stdout), [...l.sinks].some((s) => s.stderr));
+        else if (l.sinks.size === 0 && !l.starting && !rec.State.Running) this.live.delete(rec.Id);
+      },
+    };
+  }
+
+  resize(ref: string, h: number, w: number): void {
+    const rec = this.find(ref);
+    const live = this.live.get(rec.Id);
+    if (!rec.State.Running || !live?.conn) throw conflict(`Container ${rec.Id} is not running`);
+    if (!Number.isInteger(h) || !Number.isInteger(w) || h < 0 || w < 0) throw invalid('invalid terminal size');
+    live.conn.resize(h, w);
+  }
+
+  // ---------------------------------------------------------------- signals
+
+  async kill(ref: string, signal = 'KILL'): Promise<void> {
+    const rec = this.find(ref);
+    const sig = parseSignal(signal);
+    if (!rec.State.Running) throw conflict(`Cannot kill container: ${ref}: Container ${rec.Id} is not running`);
+    if (sig.number === 9) rec.berth.manuallyStopped = true;
+    try {
+      process.kill(rec.State.Pid, sig.number);
+    } catch (err) {
+      throw conflict(`Cannot kill container: ${ref}: ${errorMessage(err)}`);
+    }
+    this.events.emit('container', 'kill', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1), signal: String(sig.number) });
+  }
+
+  async stop(ref: string, opts: { signal?: string; timeout?: number } = {}): Promise<void> {
+    const rec = this.find(ref);
+    if (!rec.State.Running) throw notModified('container already stopped');
+    const live = this.live.get(rec.Id);
+    const sig = parseSignal(opts.signal || rec.Config.StopSignal || 'SIGTERM');
+    const timeout = opts.timeout ?? rec.Config.StopTimeout ?? 10;
+    rec.berth.manuallyStopped = true;
+    const pid = rec.State.Pid;
+    try {
+      process.kill(pid, sig.number);
+      this.events.emit('container', 'kill', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1), signal: String(sig.number) });
+    } catch {
+      // Already gone: the monitor reports the exit.
+    }
+    const exited = live?.exited ?? Promise.resolve();
+    const timedOut = timeout < 0 ? false : await Promise.race([exited.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), timeout * 1000).unref())]);
+    if (timedOut) {
+      try {
+        process.kill(pid, 9);
+        this.events.emit('container', 'kill', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1), signal: '9' });
+      } catch {
+        // exited meanwhile
+      }
+      await exited;
+    } else if (timeout < 0) {
+      await exited;
+    }
+    this.events.emit('container', 'stop', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
+  }
+
+  async restart(ref: string, opts: { signal?: string; timeout?: number } = {}): Promise<void> {
+    const rec = this.find(ref);
+    if (rec.State.Running) await this.stop(ref, opts);
+    await this.start(rec.Id);
+    this.events.emit('container', 'restart', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
+  }
+
+  // ---------------------------------------------------------------- remove
+
+  async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
+    const rec = this.find(ref);
+    if (rec.State.Status === 'removing') throw conflict(`removal of container ${rec.Id} is already in progress`);
+    if (rec.State.Running) {
+      if (!opts.force) throw conflict(`cannot remove container "${rec.Name}": container is running: stop the container before removing or force remove`);
+      const live = this.live.get(rec.Id);
+      const wasAuto = rec.HostConfig.AutoRemove;
+      try {
+        process.kill(rec.State.Pid, 9);
+      } catch {
+        // gone already
+      }
+      if (live) await live.exited;
+      // An auto-remove container is removed by its exit handler.
+      if (wasAuto && !this.store.get(rec.Id)) return;
+    }
+    if (!this.store.get(rec.Id)) return;
+    await this.destroy(rec);
+  }
+
+  /** Remove everything of a container: its monitor leftovers, mounts, files and record. */
+  private async destroy(rec: ContainerRecord): Promise<void> {
+    if (!this.store.get(rec.Id)) return;
+    rec.State.Status = 'removing';
+    await this.store.save(rec).catch(() => undefined);
+    const rootfs = join(this.store.dir(rec.Id), 'rootfs');
+    if (isMounted(rootfs)) await umount(rootfs);
+    await removeTree(this.execDir(rec.Id));
+    await this.store.remove(rec);
+    this.live.delete(rec.Id);
+    this.events.emit('container', 'destroy', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
+    const ws = this.removedWaiters.get(rec.Id);
+    this.removedWaiters.delete(rec.Id);
+    for (const w of ws ?? []) w();
+  }
+
+  async rename(ref: string, newName: string): Promise<void> {
+    const rec = this.find(ref);
+    if (!newName) throw invalid('Neither old nor new names may be empty');
+    const name = ContainerStore.validateName(newName);
+    if (name === rec.Name) throw invalid(`Renaming a container with the same name as its current name`);
+    this.store.reserveName(name, rec.Id);
+    const old = rec.Name;
+    rec.Name = name;
+    await this.store.save(rec, true);
+    this.store.releaseName(old, rec.Id);
+    this.events.emit('container', 'rename', rec.Id, { name: name.slice(1), oldName: old, image: rec.Config.Image });
+  }
+
+  // ---------------------------------------------------------------- logs
+
+  async *logs(ref: string, opts: LogOptions, signal: AbortSignal): AsyncGenerator<LogRecord> {
+    const rec = this.find(ref);
+    if (rec.HostConfig.LogConfig.Type === 'none' || !rec.LogPath) {
+      throw invalid(`configured logging driver does not support reading`);
+    }
+    const live = this.live.get(rec.Id);
+    const stopped = opts.follow && rec.State.Running && live ? live.exited.then(() => undefined) : undefined;
+    yield* readLog(rec.LogPath, { ...opts, follow: opts.follow && !!stopped }, stopped, signal);
+  }
+
+  /** Stop watching monitors (berthd shutting down): containers keep running. */
+  detachAll(): void {
+    for (const live of this.live.values()) live.conn?.close();
+  }
+}
+
+function isMounted(path: string): boolean {
+  try {
+    const mounts = readFileSync('/proc/self/mounts', 'utf8');
+    return mounts.split('\n').some((l) => l.split(' ')[1] === path);
+  } catch {
+    return false;
+  }
+}
+
+async function umount(path: string): Promise<void> {
+  await new Promise<void>((resolve) => execFile('umount', ['-l', path], () => resolve()));
+}
+

@@ -1,0 +1,172 @@
+/**
+ * berthd's side of the per-container monitor (native/berth-monitor.c): spawn
+ * it, talk to it over its control socket, and find it again after berthd
+ * restarts. The frame format is in native/PROTOCOL.md.
+ */
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import { encodeFrame, FrameDecoder } from './monitor-protocol.ts';
+import { systemError } from '../util/errors.ts';
+
+const T = {
+  STDOUT: 1, STDERR: 2, EXIT: 3, STARTED: 4, START_FAILED: 5, STATE: 6,
+  HELLO: 16, START: 17, STDIN: 18, STDIN_CLOSE: 19, RESIZE: 20, SHUTDOWN: 21,
+} as const;
+
+export interface ExitInfo {
+  exitCode: number;
+  signal: number;
+  finishedAt: string;
+}
+
+export interface MonitorState {
+  status: 'created' | 'running' | 'exited';
+  pid: number;
+  exitCode?: number;
+}
+
+export interface SpawnOptions {
+  monitorPath: string;
+  id: string;
+  /** The monitor's own directory: control socket, pid and exit files. */
+  dir: string;
+  runtimePath: string;
+  runtimeRoot: string;
+  bundle: string;
+  logPath?: string;
+  terminal: boolean;
+  stdin: boolean;
+  overlay?: { lowers: string[]; upper: string; work: string; target: string };
+  /** Exec mode: path of the process.json for `runtime exec`. */
+  execProcess?: string;
+}
+
+export class StartError extends Error {}
+
+/**
+ * One control connection to a monitor. Events: `stdout`/`stderr` (Buffer),
+ * `exit` (ExitInfo), `close`.
+ */
+export class MonitorConnection extends EventEmitter {
+  private readonly sock: Socket;
+  private readonly decoder = new FrameDecoder();
+  private pendingStart?: { resolve: (pid: number) => void; reject: (e: Error) => void };
+  private pendingState?: (s: MonitorState) => void;
+  exit?: ExitInfo;
+
+  private constructor(sock: Socket) {
+    super();
+    this.sock = sock;
+    sock.on('data', (chunk: Buffer) => {
+      for (const f of this.decoder.push(chunk)) this.onFrame(f.type, f.payload);
+    });
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      this.pendingStart?.reject(new StartError('monitor went away before the container started'));
+      this.pendingStart = undefined;
+      this.emit('close');
+    });
+  }
+
+  private onFrame(type: number, payload: Buffer): void {
+    switch (type) {
+      case T.STDOUT: this.emit('stdout', payload); break;
+      case T.STDERR: this.emit('stderr', payload); break;
+      case T.STARTED:
+        this.pendingStart?.resolve((JSON.parse(payload.toString()) as { pid: number }).pid);
+        this.pendingStart = undefined;
+        break;
+      case T.START_FAILED:
+        this.pendingStart?.reject(new StartError((JSON.parse(payload.toString()) as { message: string }).message));
+        this.pendingStart = undefined;
+        break;
+      case T.EXIT:
+        this.exit = JSON.parse(payload.toString()) as ExitInfo;
+        this.emit('exit', this.exit);
+        break;
+      case T.STATE: {
+        const st = JSON.parse(payload.toString()) as MonitorState;
+        this.pendingState?.(st);
+        this.pendingState = undefined;
+        break;
+      }
+    }
+  }
+
+  static async connect(dir: string): Promise<MonitorConnection> {
+    const sock = await new Promise<Socket>((resolve, reject) => {
+      const s = connect(join(dir, 'monitor.sock'));
+      s.once('connect', () => resolve(s));
+      s.once('error', reject);
+    });
+    sock.setNoDelay?.(true);
+    return new MonitorConnection(sock);
+  }
+
+  /** Subscribe to output (or not) and learn the container's state. */
+  hello(stdout: boolean, stderr: boolean): Promise<MonitorState> {
+    return new Promise((resolve) => {
+      this.pendingState = resolve;
+      this.sock.write(encodeFrame(T.HELLO, JSON.stringify({ stdout, stderr })));
+    });
+  }
+
+  subscribe(stdout: boolean, stderr: boolean): void {
+    this.sock.write(encodeFrame(T.HELLO, JSON.stringify({ stdout, stderr })));
+  }
+
+  start(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.pendingStart = { resolve, reject };
+      this.sock.write(encodeFrame(T.START, Buffer.alloc(0)));
+    });
+  }
+
+  stdin(data: Buffer): void {
+    this.sock.write(encodeFrame(T.STDIN, data));
+  }
+
+  closeStdin(): void {
+    this.sock.write(encodeFrame(T.STDIN_CLOSE, Buffer.alloc(0)));
+  }
+
+  resize(h: number, w: number): void {
+    this.sock.write(encodeFrame(T.RESIZE, JSON.stringify({ h, w })));
+  }
+
+  shutdown(): void {
+    if (!this.sock.destroyed) this.sock.end(encodeFrame(T.SHUTDOWN, Buffer.alloc(0)));
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+/** Start a monitor process and wait until its control socket is ready. */
+export async function spawnMonitor(o: SpawnOptions): Promise<void> {
+  const args = ['--id', o.id, '--dir', o.dir, '--runtime', o.runtimePath, '--runtime-root', o.runtimeRoot, '--bundle', o.bundle];
+  if (o.logPath) args.push('--log', o.logPath);
+  if (o.terminal) args.push('--terminal');
+  if (o.stdin) args.push('--stdin');
+  if (o.overlay) args.push('--overlay', [...o.overlay.lowers, o.overlay.upper, o.overlay.work, o.overlay.target].join(':'));
+  if (o.execProcess) args.push('--exec', o.execProcess);
+  const child = spawn(o.monitorPath, args, { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise<void>((resolve, reject) => {
+    let buf = '';
+    const fail = (msg: string) => reject(systemError(`container monitor failed to start: ${msg}`));
+    child.once('error', (e) => fail(e.message));
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (buf.includes('ready\n')) resolve();
+    });
+    child.stdout!.once('end', () => {
+      if (!buf.includes('ready\n')) fail(buf.trim() || 'it exited');
+    });
+  });
+  child.stdout!.destroy();
+  child.unref();
+}
