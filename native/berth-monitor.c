@@ -46,6 +46,7 @@ enum {
 	F_STARTED = 4,
 	F_START_FAILED = 5,
 	F_STATE = 6,
+	F_CLEANED = 7,
 	F_HELLO = 16,
 	F_START = 17,
 	F_STDIN = 18,
@@ -373,7 +374,7 @@ static struct timespec finished_at;
 static char fail_msg[MSG_MAX];
 static long long drain_deadline, delete_deadline, linger_deadline;
 static char sock_path[4096], console_path[4096], pid_path[4096];
-static const char *console_arg; /* what the runtime is told; relative if the absolute path is too long */
+static char console_arg[128];   /* what the runtime is told, when DIR/console.sock is too long */
 static struct { pid_t pid; int status; } early[EARLY_MAX];
 static int nearly;
 static char rbuf[READ_CHUNK];
@@ -392,7 +393,10 @@ static void fmt_time(char *out, size_t cap, const struct timespec *ts)
 {
 	struct tm tm;
 	gmtime_r(&ts->tv_sec, &tm);
-	size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	/* Not strftime: it loads the local time zone, which is irrelevant here. */
+	int w = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+			 tm.tm_hour, tm.tm_min, tm.tm_sec);
+	size_t n = w < 0 ? 0 : (size_t)w < cap ? (size_t)w : cap - 1;
 	long ns = ts->tv_nsec;
 	if (ns > 0 && n + 11 < cap) {
 		char frac[24];
@@ -550,9 +554,9 @@ static void send_state(struct client *c)
 		break;
 	case ST_RUNNING:
 	case ST_DRAINING:
-	case ST_CLEANUP:
 		buf_printf(&b, "{\"status\":\"running\",\"pid\":%d,\"exitCode\":0}", (int)container_pid);
 		break;
+	case ST_CLEANUP:
 	case ST_EXITED:
 		fmt_time(ts, sizeof ts, &finished_at);
 		buf_printf(&b, "{\"status\":\"exited\",\"pid\":%d,\"exitCode\":%d,\"signal\":%d,\"finishedAt\":\"%s\"}",
@@ -675,7 +679,7 @@ static void held_release(int emit, struct buf *text)
 
 /* ------------------------------------------------------------ processes */
 
-static pid_t spawn(char *const argv[], int fd0, int fd1, int fd2, const char *cwd)
+static pid_t spawn(char *const argv[], int fd0, int fd1, int fd2)
 {
 	pid_t pid = fork();
 	if (pid != 0)
@@ -693,10 +697,6 @@ static pid_t spawn(char *const argv[], int fd0, int fd1, int fd2, const char *cw
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored across exec */
 	signal(SIGHUP, SIG_DFL);
-	if (cwd && chdir(cwd) < 0) {
-		dprintf(2, "chdir %s: %s\n", cwd, strerror(errno));
-		_exit(127);
-	}
 	execv(argv[0], argv);
 	dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
@@ -710,7 +710,10 @@ static int write_file_atomic(const char *name, const char *data, size_t n)
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -1;
-	if (write_all(fd, data, n) < 0 || fsync(fd) < 0) {
+	/* No fsync: the rename makes the file atomic against a crash of any
+	 * process, which is what berthd recovers from; after a power loss the
+	 * container is gone anyway. An fsync here cost the exit path ~5 ms. */
+	if (write_all(fd, data, n) < 0) {
 		close(fd);
 		unlink(tmp);
 		return -1;
@@ -720,35 +723,43 @@ static int write_file_atomic(const char *name, const char *data, size_t n)
 		unlink(tmp);
 		return -1;
 	}
-	int dfd = open(opt.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
 	return 0;
 }
 
-/* Binds a listening unix socket at dir/name. sun_path holds 107 bytes, so a
- * longer path is bound relative to dir from inside it. */
-static int unix_listen(const char *dir, const char *name, char *path, size_t pathcap, int backlog)
+/* sun_path holds only 107 bytes. A longer DIR/name is reached through the
+ * /proc/PID/fd link of an open handle on DIR, which path resolution follows
+ * like a directory; the runtime, running elsewhere with its own working
+ * directory, can be given the same kind of short path. */
+static int dir_fd = -1;
+
+static int short_path(char *out, size_t cap, pid_t pid, const char *name)
 {
-	path_join(path, pathcap, dir, name);
+	if (dir_fd < 0)
+		dir_fd = open(opt.dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return -1;
+	if (pid)
+		snprintf(out, cap, "/proc/%d/fd/%d/%s", (int)pid, dir_fd, name);
+	else
+		snprintf(out, cap, "/proc/self/fd/%d/%s", dir_fd, name);
+	return 0;
+}
+
+/* Binds a listening unix socket at DIR/name. */
+static int unix_listen(const char *name, char *path, size_t pathcap, int backlog)
+{
+	path_join(path, pathcap, opt.dir, name);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int rel = strlen(path) >= sizeof sa.sun_path;
-	const char *bindpath = rel ? name : path;
-	if (rel && chdir(dir) < 0)
+	int saved;
+	if (strlen(path) < sizeof sa.sun_path)
+		snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	else if (short_path(sa.sun_path, sizeof sa.sun_path, 0, name) < 0)
 		goto fail;
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", bindpath);
-	unlink(bindpath); /* stale socket of an earlier run */
-	int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-	int saved = errno;
-	if (rel && chdir("/") < 0) { /* cannot really fail */
-	}
-	errno = saved;
-	if (r < 0 || listen(fd, backlog) < 0)
+	unlink(path); /* stale socket of an earlier run */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, backlog) < 0)
 		goto fail;
 	return fd;
 fail:
@@ -770,7 +781,11 @@ static int mount_overlay(char *err, size_t errcap)
 		return -1;
 	}
 	strcpy(spec, opt.overlay);
-	for (char *s = spec, *c; nf < 512; s = c + 1) {
+	for (char *s = spec, *c;; s = c + 1) {
+		if (nf == 512) {
+			snprintf(err, errcap, "overlay: too many layers");
+			return -1;
+		}
 		f[nf++] = s;
 		if (!(c = strchr(s, ':')))
 			break;
@@ -792,11 +807,13 @@ static int mount_overlay(char *err, size_t errcap)
 	if (page <= 0)
 		page = 4096;
 
-	/* index=off: the index feature ties an upper dir to one exact set of lower
-	 * dirs through xattrs and refuses mounts that reuse a lower elsewhere; with
-	 * layers shared by many containers that must not happen, whatever the
-	 * kernel's default. xino is left at the kernel default: it only changes
-	 * inode numbers reported to stat, and forcing it on needs free high bits. */
+	/* index=off, always: with the index feature overlayfs records in xattrs
+	 * which lower stack an upper dir was first mounted over and refuses
+	 * mounts that do not match, and some kernels turn it on by default.
+	 * Layers here are shared between containers and stacks are assembled
+	 * anew on every start, so that bookkeeping can only get in the way.
+	 * xino is left to the kernel: it only changes the inode numbers stat
+	 * reports, and forcing it on fails where no spare high bits exist. */
 	struct buf o = {0};
 	for (int pass = 0; pass < 2; pass++) {
 		size_t skip = 0; /* bytes of the common parent, pass 1 only */
@@ -817,7 +834,7 @@ static int mount_overlay(char *err, size_t errcap)
 			size_t k = len ? len - 1 : 0;
 			while (k > 0 && f[0][k] != '/')
 				k--;
-			if (k == 0) {
+			if (k == 0 || k >= sizeof parent) {
 				snprintf(err, errcap, "overlay: mount options exceed a page and the paths share no parent");
 				buf_free(&o);
 				return -1;
@@ -924,24 +941,34 @@ static void start_failed(const char *msg)
 	buf_free(&b);
 }
 
-static void finalize(void)
+/* Record the exit and tell every client. This comes before the runtime's
+ * cleanup so that waiters learn the result without paying for it. */
+static void report_exit(void)
 {
-	unmount_overlay();
 	char ts[64];
 	fmt_time(ts, sizeof ts, &finished_at);
 	struct buf b = {0};
 	buf_printf(&b, "{\"exitCode\":%d,\"signal\":%d,\"finishedAt\":\"%s\"}", exit_code, exit_signal, ts);
 	write_file_atomic("exit", b.p, buf_used(&b));
-	state = ST_EXITED;
-	linger_deadline = now_ms() + LINGER_MS;
 	broadcast(F_EXIT, b.p, buf_used(&b));
 	buf_free(&b);
+}
+
+/* The runtime state and the mount are gone: the container's resources are
+ * released, and CLEANED says so (berthd removes the container's files then). */
+static void finalize(void)
+{
+	unmount_overlay();
+	state = ST_EXITED;
+	linger_deadline = now_ms() + LINGER_MS;
+	broadcast(F_CLEANED, "", 0);
 }
 
 static void finish_drain(void)
 {
 	log_flush_partials();
 	close_stdio();
+	report_exit();
 	if (opt.exec_process) {
 		finalize();
 		return;
@@ -949,7 +976,7 @@ static void finish_drain(void)
 	/* Removes runc's state and the cgroup, and kills anything of the
 	 * container still alive (a shared pid namespace keeps no init to do it). */
 	char *argv[] = {(char *)opt.runtime, "--root", (char *)opt.runtime_root, "delete", "-f", (char *)opt.id, NULL};
-	delete_pid = spawn(argv, -1, -1, -1, NULL);
+	delete_pid = spawn(argv, -1, -1, -1);
 	if (delete_pid < 0) {
 		finalize();
 		return;
@@ -1230,15 +1257,17 @@ static void do_start(struct client *from)
 	int c0 = -1, c1 = -1, c2 = -1; /* the child's ends */
 	int p[2];
 	if (opt.terminal) {
-		console_listen_fd = unix_listen(opt.dir, "console.sock", console_path, sizeof console_path, 1);
+		console_listen_fd = unix_listen("console.sock", console_path, sizeof console_path, 1);
 		if (console_listen_fd < 0) {
 			snprintf(err, sizeof err, "console socket %s: %s", console_path, strerror(errno));
 			console_path[0] = 0;
 			start_failed(err);
 			return;
 		}
-		console_arg = strlen(console_path) < sizeof(((struct sockaddr_un *)0)->sun_path) ? console_path
-											: "console.sock";
+		if (strlen(console_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			short_path(console_arg, sizeof console_arg, getpid(), "console.sock");
+		else
+			console_arg[0] = 0;
 		if (pipe2(p, O_CLOEXEC) < 0)
 			goto pipefail;
 		rt_fd = p[0];
@@ -1281,7 +1310,7 @@ static void do_start(struct client *from)
 	argv[a++] = pid_path;
 	if (opt.terminal) {
 		argv[a++] = "--console-socket";
-		argv[a++] = (char *)console_arg;
+		argv[a++] = console_arg[0] ? console_arg : console_path;
 	}
 	if (opt.exec_process) {
 		argv[a++] = "--process";
@@ -1293,7 +1322,7 @@ static void do_start(struct client *from)
 	argv[a++] = (char *)opt.id;
 	argv[a] = NULL;
 
-	runtime_pid = spawn(argv, c0, c1, c2, console_arg && console_arg != console_path ? opt.dir : NULL);
+	runtime_pid = spawn(argv, c0, c1, c2);
 	int saved = errno;
 	if (c0 >= 0) close(c0);
 	if (c1 >= 0) close(c1);
@@ -1462,7 +1491,7 @@ static void accept_clients(void)
 		clients[nclients++] = c;
 		/* A berthd that was down when the container exited learns the
 		 * result at once, without having to ask. */
-		if (state == ST_EXITED || state == ST_FAILED)
+		if (state == ST_CLEANUP || state == ST_EXITED || state == ST_FAILED)
 			send_state(c);
 	}
 }
@@ -1611,7 +1640,7 @@ int main(int argc, char **argv)
 			usage_fail(m);
 		}
 	}
-	listen_fd = unix_listen(opt.dir, "monitor.sock", sock_path, sizeof sock_path, 16);
+	listen_fd = unix_listen("monitor.sock", sock_path, sizeof sock_path, 16);
 	if (listen_fd < 0) {
 		char m[4200];
 		snprintf(m, sizeof m, "listen %s: %s", sock_path, strerror(errno));

@@ -107,9 +107,18 @@ export class ContainerStore {
     await writeJsonAtomic(join(this.dir(rec.Id), 'config.v2.json'), rec, { durable });
   }
 
-  async remove(rec: ContainerRecord): Promise<void> {
+  /** Drop a container from the index (its name becomes free); files stay until removeFiles. */
+  unlist(rec: ContainerRecord): void {
     this.byId.delete(rec.Id);
     this.releaseName(rec.Name, rec.Id);
-    await removeTree(this.dir(rec.Id));
+  }
+
+  async removeFiles(id: string): Promise<void> {
+    await removeTree(this.dir(id));
+  }
+
+  async remove(rec: ContainerRecord): Promise<void> {
+    this.unlist(rec);
+    await this.removeFiles(rec.Id);
   }
 }

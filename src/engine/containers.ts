@@ -4,7 +4,7 @@
  * service holds one control connection to it and reacts to its exit.
  */
 import { mkdir, readFile, writeFile, rm, readdir } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { hostname as osHostname } from 'node:os';
@@ -64,6 +64,9 @@ export class ContainerService {
   readonly store: ContainerStore;
   private readonly live = new Map<string, Live>();
   private readonly removedWaiters = new Map<string, Array<() => void>>();
+  /** Containers whose monitor is still releasing runtime state and mounts after the exit. */
+  private readonly cleaning = new Map<string, Promise<void>>();
+  private readonly purging = new Set<Promise<unknown>>();
   private readonly exitWaiters = new Map<string, Array<(code: number) => void>>();
   private readonly cfg: DaemonConfig;
   private readonly images: ImageStore;
@@ -109,7 +112,8 @@ export class ContainerService {
    */
   private async reconcile(rec: ContainerRecord): Promise<void> {
     if (rec.State.Status === 'removing') {
-      await this.destroy(rec);
+      this.store.unlist(rec);
+      await this.purge(rec);
       return;
     }
     if (!rec.State.Running) return;
@@ -201,7 +205,8 @@ export class ContainerService {
     if (existing?.conn) throw notModified('container already started');
     const live = existing ?? this.newLive();
     this.live.set(rec.Id, live);
-    live.starting = this.doStart(rec, live).finally(() => { live.starting = undefined; });
+    const previous = this.cleaning.get(rec.Id);
+    live.starting = (previous ? previous.then(() => this.doStart(rec, live)) : this.doStart(rec, live)).finally(() => { live.starting = undefined; });
     return live.starting;
   }
 
@@ -356,11 +361,20 @@ export class ContainerService {
     if (this.exiting.has(rec.Id)) return;
     this.exiting.add(rec.Id);
     try {
+      // The monitor reports the exit before it releases the runtime state and
+      // the root mount; whatever needs those waits for `cleaning`.
+      const conn = live.conn;
+      if (conn) {
+        this.cleaning.set(rec.Id, new Promise<void>((resolve) => {
+          conn.once('cleaned', resolve);
+          conn.once('close', resolve);
+        }).finally(() => this.cleaning.delete(rec.Id)));
+        conn.shutdown();
+      }
       await this.markExited(rec, exit);
       this.live.delete(rec.Id);
       for (const s of live.sinks) s.end();
       live.sinks.clear();
-      live.conn?.shutdown();
       live.resolveExit(exit);
       this.events.emit('container', 'die', rec.Id, { exitCode: String(exit.exitCode), image: rec.Config.Image, name: rec.Name.slice(1) });
       if (rec.HostConfig.AutoRemove) {
@@ -536,20 +550,40 @@ export class ContainerService {
     await this.destroy(rec);
   }
 
-  /** Remove everything of a container: its monitor leftovers, mounts, files and record. */
+  /**
+   * Remove a container. It leaves the API at once (name freed, gone from
+   * lists, `removed` waiters answered); its files follow as soon as the
+   * monitor has released the runtime state and the mount. The record is
+   * saved as `removing` first, so a restart finishes the job.
+   */
   private async destroy(rec: ContainerRecord): Promise<void> {
     if (!this.store.get(rec.Id)) return;
     rec.State.Status = 'removing';
     await this.store.save(rec).catch(() => undefined);
-    const rootfs = join(this.store.dir(rec.Id), 'rootfs');
-    if (isMounted(rootfs)) await umount(rootfs);
-    await removeTree(this.execDir(rec.Id));
-    await this.store.remove(rec);
+    this.store.unlist(rec);
     this.live.delete(rec.Id);
     this.events.emit('container', 'destroy', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
     const ws = this.removedWaiters.get(rec.Id);
     this.removedWaiters.delete(rec.Id);
     for (const w of ws ?? []) w();
+    const purge = this.purge(rec).catch((err) => log.error('removing container files failed', { id: rec.Id, error: errorMessage(err) }));
+    this.purging.add(purge);
+    void purge.finally(() => this.purging.delete(purge));
+  }
+
+  private async purge(rec: ContainerRecord): Promise<void> {
+    await this.cleaning.get(rec.Id);
+    // A monitor killed before its cleanup leaves the runtime's state behind.
+    if (existsSync(join(this.runtimeRoot, rec.Id))) await runtimeDelete(this.cfg.runtimePath, this.runtimeRoot, rec.Id);
+    const rootfs = join(this.store.dir(rec.Id), 'rootfs');
+    if (isMounted(rootfs)) await umount(rootfs);
+    await removeTree(this.execDir(rec.Id));
+    await this.store.removeFiles(rec.Id);
+  }
+
+  /** Wait for removals still releasing files (tests and shutdown use this). */
+  async settle(): Promise<void> {
+    await Promise.all([...this.purging]);
   }
 
   async rename(ref: string, newName: string): Promise<void> {
@@ -590,6 +624,10 @@ function isMounted(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+function runtimeDelete(runtime: string, root: string, id: string): Promise<void> {
+  return new Promise((resolve) => execFile(runtime, ['--root', root, 'delete', '-f', id], () => resolve()));
 }
 
 async function umount(path: string): Promise<void> {

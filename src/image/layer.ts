@@ -11,9 +11,9 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { constants as fsc } from 'node:fs';
-import { link, lchown, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, unlink, chmod } from 'node:fs/promises';
+import { link, lchown, lstat, lutimes, mkdir, open, readdir, readFile, readlink, rm, symlink, unlink, chmod } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { BerthError, invalid, isErrno, systemError } from '../util/errors.ts';
@@ -32,6 +32,31 @@ const OPAQUE_MARKER = '.wh..wh..opq';
 const META_PREFIX = '.wh..wh.';
 const WHITEOUT_TEMPLATE = '.wh..wh.berth-whiteout';
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
+/** Files up to this size are buffered and written concurrently with the next entries. */
+const SMALL_FILE = 256 * 1024;
+const MAX_INFLIGHT = 16;
+
+interface OwnIds {
+  uid: number;
+  gid: number;
+  /** New entries in a set-gid root take the root's group, not ours. */
+  setgidRoot: boolean;
+  /** null when unknown: modes are then always set explicitly. */
+  umask: number | null;
+}
+
+/**
+ * The umask without changing it (process.umask() reads it by writing it).
+ * Read per layer, since other code may change it.
+ */
+async function currentUmask(): Promise<number | null> {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(await readFile('/proc/self/status', 'utf8'));
+    return m ? parseInt(m[1]!, 8) : null;
+  } catch {
+    return null;
+  }
+}
 
 interface DirAttrs {
   mode: number;
@@ -78,7 +103,7 @@ function unquoteDumpPath(s: string): string {
   const raw = Buffer.from(s, 'utf8');
   for (let i = 0; i < raw.length; i++) {
     const c = raw[i]!;
-    if (c === 0x5c && i + 3 < raw.length + 0 && /^[0-7]{3}$/.test(raw.toString('latin1', i + 1, i + 4))) {
+    if (c === 0x5c && i + 3 < raw.length && /^[0-7]{3}$/.test(raw.toString('latin1', i + 1, i + 4))) {
       bytes.push(parseInt(raw.toString('latin1', i + 1, i + 4), 8));
       i += 3;
     } else {
@@ -108,6 +133,12 @@ function cleanPath(name: string, what = 'tar entry'): string[] {
   return parts;
 }
 
+/**
+ * overlayfs keeps its bookkeeping (opaque, redirect, origin, metacopy…) in
+ * these; a layer must never be able to set them, nor a diff leak them.
+ */
+const isOverlayXattr = (name: string): boolean => name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.');
+
 const isWhiteoutDevice = (st: Stats): boolean => st.isCharacterDevice() && st.rdev === 0;
 
 async function lstatOrNull(path: string): Promise<Stats | null> {
@@ -133,9 +164,12 @@ class LayerApplier {
   private whiteoutTemplate: string | null = null;
   private whiteoutTemplateN = 0;
 
-  constructor(root: string, opts: ApplyLayerOptions) {
+  private readonly ownIds: OwnIds;
+
+  constructor(root: string, opts: ApplyLayerOptions, ownIds: OwnIds) {
     this.root = root;
     this.allowDevices = opts.allowDevices ?? false;
+    this.ownIds = ownIds;
   }
 
   private abs(rel: string): string {
@@ -182,7 +216,7 @@ class LayerApplier {
     for (const p of this.safeDirs) if (p !== '' && under(p)) this.safeDirs.delete(p);
     for (const p of this.dirAttrs.keys()) if (under(p)) this.dirAttrs.delete(p);
     for (const p of this.opaque) if (under(p)) this.opaque.delete(p);
-    for (const p of this.xattrs.keys()) if (under(p)) this.xattrs.delete(p);
+    for (const p of this.xattrs.keys()) if (p.startsWith(`${rel}/`)) this.xattrs.delete(p);
   }
 
   /**
@@ -193,7 +227,6 @@ class LayerApplier {
   private async prepare(rel: string, isDir: boolean): Promise<boolean> {
     const abs = this.abs(rel);
     const st = await lstatOrNull(abs);
-    this.xattrs.delete(rel);
     if (!st) return false;
     if (st.isDirectory()) {
       if (isDir) return true;
@@ -205,10 +238,48 @@ class LayerApplier {
     return false;
   }
 
+  /**
+   * Small files are written concurrently: creating a file costs a trip or
+   * more through the thread pool per syscall, and a layer is mostly small
+   * files. Anything else waits until the writes in flight are done, and so
+   * does a file whose path is, contains or lies under one in flight, so the
+   * archive's order of effects is kept and no path is changed (a directory
+   * replaced, a symlink put in its place) while a write below it is under way.
+   */
+  private inflight = new Map<string, Promise<void>>();
+  private failure: { err: unknown } | null = null;
+
+  private conflicts(rel: string): boolean {
+    if (this.inflight.has(rel)) return true;
+    for (const p of this.inflight.keys()) {
+      if (p.startsWith(`${rel}/`) || rel.startsWith(`${p}/`)) return true;
+    }
+    return false;
+  }
+
+  async drain(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.all(this.inflight.values());
+    if (this.failure) throw this.failure.err;
+  }
+
+  private async spawnWrite(rel: string, h: TarHeader, data: Buffer): Promise<void> {
+    while (this.inflight.size >= MAX_INFLIGHT) await Promise.race(this.inflight.values());
+    if (this.failure) throw this.failure.err;
+    const task = this.writeFile(rel, h, [data])
+      .catch((err: unknown) => {
+        this.failure ??= { err };
+      })
+      .finally(() => this.inflight.delete(rel));
+    this.inflight.set(rel, task);
+  }
+
   async apply(entry: TarEntry): Promise<void> {
+    if (this.failure) throw this.failure.err;
     const h = entry.header;
     const parts = cleanPath(h.name);
     const base = parts.length > 0 ? parts[parts.length - 1]! : '';
+    const plainFile = h.type === 'file' && parts.length > 0 && !base.startsWith(WHITEOUT_PREFIX);
+    if (!plainFile || this.conflicts(parts.join('/'))) await this.drain();
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
       const dirParts = parts.slice(0, -1);
@@ -237,6 +308,8 @@ class LayerApplier {
     await this.ensureDirs(parts.slice(0, -1), h.name, true);
     const rel = parts.join('/');
     const abs = this.abs(rel);
+    // Attributes of an earlier entry at this path die with it.
+    this.xattrs.delete(rel);
 
     switch (h.type) {
       case 'directory': {
@@ -250,7 +323,13 @@ class LayerApplier {
         break;
       }
       case 'file': {
-        await this.writeFile(rel, h, entry.body);
+        if (h.size <= SMALL_FILE && !this.safeDirs.has(rel)) {
+          const chunks: Buffer[] = [];
+          for await (const c of entry.body) chunks.push(c);
+          await this.spawnWrite(rel, h, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+        } else {
+          await this.writeFile(rel, h, entry.body);
+        }
         this.size += h.size;
         break;
       }
@@ -270,7 +349,7 @@ class LayerApplier {
         const target = cleanPath(h.linkname, `hardlink ${JSON.stringify(h.name)} ->`);
         if (target.length === 0) throw invalid(`tar entry ${JSON.stringify(h.name)}: hardlink to the layer root`);
         const trel = target.join('/');
-        if (trel === rel) throw invalid(`tar entry ${JSON.stringify(h.name)}: hardlink to itself`);
+        if (trel === rel || trel.startsWith(`${rel}/`)) throw invalid(`tar entry ${JSON.stringify(h.name)}: hardlink to itself or into the path it replaces`);
         // The target's parents must be real directories of this layer, so the
         // kernel never resolves a symlink on the way to it; link(2) itself does
         // not follow a final symlink, so linking one just copies the link.
@@ -320,16 +399,16 @@ class LayerApplier {
     await lutimes(abs, h.mtime, h.mtime);
   }
 
-  private async writeFile(rel: string, h: TarHeader, body: AsyncIterable<Buffer>): Promise<void> {
+  private async writeFile(rel: string, h: TarHeader, body: AsyncIterable<Buffer> | Iterable<Buffer>): Promise<void> {
     const abs = this.abs(rel);
     // O_EXCL never follows a symlink at the final component; a clash means an
     // earlier entry of this layer is being replaced.
     const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
-    this.xattrs.delete(rel);
-    const fh = await open(abs, flags, 0o600).catch(async (err: unknown) => {
+    const perm = h.mode & 0o777;
+    const fh = await open(abs, flags, perm).catch(async (err: unknown) => {
       if (!isErrno(err, 'EEXIST')) throw err;
       await this.prepare(rel, false);
-      return open(abs, flags, 0o600);
+      return open(abs, flags, perm);
     });
     try {
       // Small writes are batched: a layer is mostly small files arriving in
@@ -350,9 +429,12 @@ class LayerApplier {
         if (pendingLen >= 1 << 20) await flush();
       }
       await flush();
+      // Each call saved matters with thousands of files: a new file already
+      // has our ids (unless a set-gid directory says otherwise) and the
+      // permission bits asked of open(2) minus the umask.
+      if (h.uid !== this.ownIds.uid || h.gid !== this.ownIds.gid || this.ownIds.setgidRoot) await fh.chown(h.uid, h.gid);
       // chown clears set-id bits, so the mode comes after it.
-      await fh.chown(h.uid, h.gid);
-      await fh.chmod(h.mode & 0o7777);
+      if ((h.mode & 0o7000) !== 0 || this.ownIds.umask === null || (perm & this.ownIds.umask) !== 0) await fh.chmod(h.mode & 0o7777);
       await fh.utimes(h.mtime, h.mtime);
     } finally {
       await fh.close();
@@ -388,6 +470,7 @@ class LayerApplier {
   }
 
   async finish(): Promise<void> {
+    await this.drain();
     if (this.whiteoutTemplate !== null) {
       await unlink(this.whiteoutTemplate);
       this.whiteoutTemplate = null;
@@ -436,7 +519,7 @@ class LayerApplier {
       const st = await lstatOrNull(this.abs(rel));
       if (!st || isWhiteoutDevice(st)) continue;
       const lines = Object.entries(attrs)
-        .filter(([k]) => /^[\x21-\x7e]+$/.test(k) && !k.startsWith('trusted.overlay.'))
+        .filter(([k]) => /^[\x21-\x7e]+$/.test(k) && !isOverlayXattr(k))
         .map(([k, v]) => `${k}=0s${v.toString('base64')}\n`);
       if (lines.length > 0) others.push(`# file: ${quoteDumpPath(this.abs(rel))}\n${lines.join('')}`);
     }
@@ -466,11 +549,18 @@ export async function applyLayer(root: string, tar: ByteSource, opts: ApplyLayer
   await mkdir(root, { recursive: true });
   const st = await lstat(root);
   if (!st.isDirectory()) throw invalid(`layer root ${root} is not a directory`);
-  const applier = new LayerApplier(root, opts);
+  const applier = new LayerApplier(root, opts, {
+    uid: process.geteuid?.() ?? -1,
+    gid: process.getegid?.() ?? -1,
+    setgidRoot: (st.mode & 0o2000) !== 0,
+    umask: await currentUmask(),
+  });
   try {
     for await (const entry of readTar(tar)) await applier.apply(entry);
     await applier.finish();
   } catch (err) {
+    // No write may still be running when the caller starts removing `root`.
+    await applier.drain().catch(() => {});
     if (err instanceof BerthError) throw err;
     const e = err as { code?: string; message?: string };
     if (e.code === 'ERR_INVALID_ARG_VALUE' || e.code === 'ERR_INVALID_ARG_TYPE') throw invalid(`invalid layer: ${e.message ?? String(err)}`);
@@ -495,9 +585,12 @@ function splitDev(dev: bigint): { major: number; minor: number } {
  */
 async function readXattrs(dir: string, required: boolean): Promise<Map<string, Record<string, Buffer>>> {
   const out = new Map<string, Record<string, Buffer>>();
+  // getfattr names files by extending the path it was given, so give it the
+  // same canonical form the names are matched against below.
+  const top = resolve(dir);
   let r: { code: number; stdout: Buffer; stderr: string };
   try {
-    r = await runFile('getfattr', ['-R', '-h', '-d', '-m', '-', '-e', 'base64', '--absolute-names', '--', dir]);
+    r = await runFile('getfattr', ['-R', '-h', '-d', '-m', '-', '-e', 'base64', '--absolute-names', '--', top]);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) {
       if (required) throw systemError('getfattr not found: install the attr package', err);
@@ -509,14 +602,14 @@ async function readXattrs(dir: string, required: boolean): Promise<Map<string, R
   if (r.code !== 0 && r.stdout.length === 0 && r.stderr.trim() !== '') {
     throw systemError(`getfattr ${dir}: ${r.stderr.trim()}`);
   }
-  const prefix = dir.replace(/\/+$/, '');
+  const under = top.endsWith('/') ? top : `${top}/`;
   let current: Record<string, Buffer> | null = null;
   for (const line of r.stdout.toString('utf8').split('\n')) {
     if (line.startsWith('# file: ')) {
       const path = unquoteDumpPath(line.slice('# file: '.length));
       let rel: string | null = null;
-      if (path === prefix) rel = '';
-      else if (path.startsWith(`${prefix}/`)) rel = path.slice(prefix.length + 1);
+      if (path === top) rel = '';
+      else if (path.startsWith(under)) rel = path.slice(under.length);
       current = rel === null ? null : {};
       if (current && rel !== null) out.set(rel, current);
       continue;
@@ -537,7 +630,7 @@ async function readXattrs(dir: string, required: boolean): Promise<Map<string, R
 
 /** Attributes worth carrying in an image: not overlayfs internals, not the host's labels or ACLs. */
 function keepXattr(name: string): boolean {
-  if (name.startsWith('trusted.overlay.')) return false;
+  if (isOverlayXattr(name)) return false;
   if (name === 'security.selinux') return false;
   if (name.startsWith('system.')) return false;
   return true;

@@ -14,6 +14,8 @@ export const FRAME_EXIT = 3;
 export const FRAME_STARTED = 4;
 export const FRAME_START_FAILED = 5;
 export const FRAME_STATE = 6;
+/** Sent after EXIT once the runtime state and the root mount are gone. */
+export const FRAME_CLEANED = 7;
 
 // client → monitor
 export const FRAME_HELLO = 16;

@@ -8,13 +8,12 @@ import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import { encodeFrame, FrameDecoder } from './monitor-protocol.ts';
+import {
+  encodeFrame, FrameDecoder, FRAME_STDOUT, FRAME_STDERR, FRAME_EXIT, FRAME_STARTED, FRAME_START_FAILED, FRAME_STATE, FRAME_CLEANED,
+  FRAME_HELLO, FRAME_START, FRAME_STDIN, FRAME_STDIN_CLOSE, FRAME_RESIZE, FRAME_SHUTDOWN,
+} from './monitor-protocol.ts';
 import { systemError } from '../util/errors.ts';
 
-const T = {
-  STDOUT: 1, STDERR: 2, EXIT: 3, STARTED: 4, START_FAILED: 5, STATE: 6,
-  HELLO: 16, START: 17, STDIN: 18, STDIN_CLOSE: 19, RESIZE: 20, SHUTDOWN: 21,
-} as const;
 
 export interface ExitInfo {
   exitCode: number;
@@ -48,7 +47,8 @@ export class StartError extends Error {}
 
 /**
  * One control connection to a monitor. Events: `stdout`/`stderr` (Buffer),
- * `exit` (ExitInfo), `close`.
+ * `exit` (ExitInfo), `cleaned` (runtime state and root mount released),
+ * `close`.
  */
 export class MonitorConnection extends EventEmitter {
   private readonly sock: Socket;
@@ -73,21 +73,24 @@ export class MonitorConnection extends EventEmitter {
 
   private onFrame(type: number, payload: Buffer): void {
     switch (type) {
-      case T.STDOUT: this.emit('stdout', payload); break;
-      case T.STDERR: this.emit('stderr', payload); break;
-      case T.STARTED:
+      case FRAME_STDOUT: this.emit('stdout', payload); break;
+      case FRAME_STDERR: this.emit('stderr', payload); break;
+      case FRAME_STARTED:
         this.pendingStart?.resolve((JSON.parse(payload.toString()) as { pid: number }).pid);
         this.pendingStart = undefined;
         break;
-      case T.START_FAILED:
+      case FRAME_START_FAILED:
         this.pendingStart?.reject(new StartError((JSON.parse(payload.toString()) as { message: string }).message));
         this.pendingStart = undefined;
         break;
-      case T.EXIT:
+      case FRAME_EXIT:
         this.exit = JSON.parse(payload.toString()) as ExitInfo;
         this.emit('exit', this.exit);
         break;
-      case T.STATE: {
+      case FRAME_CLEANED:
+        this.emit('cleaned');
+        break;
+      case FRAME_STATE: {
         const st = JSON.parse(payload.toString()) as MonitorState;
         this.pendingState?.(st);
         this.pendingState = undefined;
@@ -110,35 +113,35 @@ export class MonitorConnection extends EventEmitter {
   hello(stdout: boolean, stderr: boolean): Promise<MonitorState> {
     return new Promise((resolve) => {
       this.pendingState = resolve;
-      this.sock.write(encodeFrame(T.HELLO, JSON.stringify({ stdout, stderr })));
+      this.sock.write(encodeFrame(FRAME_HELLO, JSON.stringify({ stdout, stderr })));
     });
   }
 
   subscribe(stdout: boolean, stderr: boolean): void {
-    this.sock.write(encodeFrame(T.HELLO, JSON.stringify({ stdout, stderr })));
+    this.sock.write(encodeFrame(FRAME_HELLO, JSON.stringify({ stdout, stderr })));
   }
 
   start(): Promise<number> {
     return new Promise((resolve, reject) => {
       this.pendingStart = { resolve, reject };
-      this.sock.write(encodeFrame(T.START, Buffer.alloc(0)));
+      this.sock.write(encodeFrame(FRAME_START, Buffer.alloc(0)));
     });
   }
 
   stdin(data: Buffer): void {
-    this.sock.write(encodeFrame(T.STDIN, data));
+    this.sock.write(encodeFrame(FRAME_STDIN, data));
   }
 
   closeStdin(): void {
-    this.sock.write(encodeFrame(T.STDIN_CLOSE, Buffer.alloc(0)));
+    this.sock.write(encodeFrame(FRAME_STDIN_CLOSE, Buffer.alloc(0)));
   }
 
   resize(h: number, w: number): void {
-    this.sock.write(encodeFrame(T.RESIZE, JSON.stringify({ h, w })));
+    this.sock.write(encodeFrame(FRAME_RESIZE, JSON.stringify({ h, w })));
   }
 
   shutdown(): void {
-    if (!this.sock.destroyed) this.sock.end(encodeFrame(T.SHUTDOWN, Buffer.alloc(0)));
+    if (!this.sock.destroyed) this.sock.end(encodeFrame(FRAME_SHUTDOWN, Buffer.alloc(0)));
   }
 
   close(): void {

@@ -11,6 +11,8 @@
  * leaving a flat filter the runtime can load as is.
  */
 import { arch as hostArch, release } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { invalid, type BerthError } from '../util/errors.ts';
 
 // ---------------------------------------------------------------------------
@@ -514,7 +516,7 @@ export function convertSeccompProfile(input: unknown, target: SeccompTarget): Oc
   } else if (profile.archMap) {
     const native = NATIVE_SECCOMP_ARCH[arch];
     const entry = profile.archMap.find((m) => m.architecture === native);
-    if (entry) out.architectures = [entry.architecture, ...(entry.subArchitectures ?? [])];
+    if (entry) out.architectures = [entry.architecture, ...(entry.subArchitectures ?? []).filter(kernelRunsArch)];
   }
   if (profile.flags) out.flags = [...profile.flags];
   if (profile.listenerPath) out.listenerPath = profile.listenerPath;
@@ -532,9 +534,40 @@ export function convertSeccompProfile(input: unknown, target: SeccompTarget): Oc
   return out;
 }
 
+let kernelConfig: string | null | undefined;
+
+/**
+ * Whether the running kernel can execute system calls of a sub-architecture.
+ * Every architecture in a filter costs the runtime time to compile on each
+ * container start, so one the kernel was built without (x32 usually) is left
+ * out: its calls could not be made anyway. Unknown kernels keep everything.
+ */
+function kernelRunsArch(arch: string): boolean {
+  if (kernelConfig === undefined) {
+    try {
+      kernelConfig = gunzipSync(readFileSync('/proc/config.gz')).toString();
+    } catch {
+      kernelConfig = null;
+    }
+  }
+  if (kernelConfig === null) return true;
+  if (arch === 'SCMP_ARCH_X32') return /^CONFIG_X86_X32(_ABI)?=y/m.test(kernelConfig);
+  if (arch === 'SCMP_ARCH_X86') return /^CONFIG_IA32_EMULATION=y/m.test(kernelConfig);
+  return true;
+}
+
+const defaultCache = new Map<string, OciSeccomp>();
+
 /** The default filter for a container holding `capabilities`. */
 export function defaultSeccompProfile(opts: SeccompTarget): OciSeccomp {
-  return convertSeccompProfile(buildDefaultProfile(), opts);
+  // Computed once per capability set: it is on the path of every container start.
+  const key = `${opts.arch ?? ''}|${opts.kernel ?? ''}|${[...opts.capabilities].sort().join(',')}`;
+  let p = defaultCache.get(key);
+  if (!p) {
+    p = convertSeccompProfile(buildDefaultProfile(), opts);
+    defaultCache.set(key, p);
+  }
+  return p;
 }
 
 /** A user's profile file (`--security-opt seccomp=<file>`), resolved for a container. */

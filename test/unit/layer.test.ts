@@ -122,10 +122,16 @@ test('applyLayer extracts files, directories, links, fifos, owners, modes, times
         { header: { name: '/abs/file', mtime: T1 }, body: Buffer.from('leading slash dropped') },
         { header: { name: 'sym', type: 'symlink', linkname: '/etc/passwd', uid: 5, gid: 6, mtime: T1 } },
         { header: { name: 'fifo', type: 'fifo', mode: 0o620, mtime: T1 } },
+        // Modes the umask would trim, and none at all.
+        { header: { name: 'wide', mode: 0o666, mtime: T1 }, body: Buffer.from('w') },
+        { header: { name: 'none', mode: 0o000, mtime: T1 }, body: Buffer.from('n') },
         { header: { name: 'cap', mode: 0o755, mtime: T1, xattrs: { 'user.note': Buffer.from('noted'), 'trusted.other': Buffer.from('t') } }, body: Buffer.from('c') },
       ]),
     );
-    assert.equal(size, 2 + 70_000 + 2 + 21 + 1);
+    assert.equal(size, 2 + 70_000 + 2 + 21 + 1 + 1 + 1);
+    assert.equal((await lstat(join(root, 'wide'))).mode & 0o7777, 0o666);
+    assert.equal((await lstat(join(root, 'none'))).mode & 0o7777, 0);
+    assert.equal(await readFile(join(root, 'none'), 'utf8'), 'n');
     const ro = await lstat(join(root, 'ro'));
     assert.equal(ro.mode & 0o7777, 0o555);
     assert.equal(ro.uid, 7);
@@ -362,6 +368,26 @@ test('hostile archives are refused and nothing is written outside the root', asy
       await rm(root, { recursive: true });
     });
 
+    await t.test('an entry replacing a symlink replaces the link, never writes through it', async () => {
+      const root = join(dir, 'layer4');
+      await applyLayer(
+        root,
+        tarOf([
+          { header: { name: 'f', type: 'symlink', linkname: join(outside, 'sentinel') } },
+          { header: { name: 'f' }, body: Buffer.from('replaced') },
+          { header: { name: 'd', type: 'symlink', linkname: outside } },
+          { header: { name: 'd', type: 'directory', mode: 0o700 } },
+          { header: { name: 'd/inside' }, body: Buffer.from('in') },
+        ]),
+      );
+      assert.equal(await readFile(join(root, 'f'), 'utf8'), 'replaced');
+      assert.ok((await lstat(join(root, 'd'))).isDirectory());
+      assert.equal(await readFile(join(root, 'd/inside'), 'utf8'), 'in');
+      assert.deepEqual(await readdir(outside), ['sentinel']);
+      assert.equal(await readFile(join(outside, 'sentinel'), 'utf8'), 'untouched');
+      await rm(root, { recursive: true });
+    });
+
     await t.test('devices are created when allowed', async () => {
       const root = join(dir, 'layer3');
       await applyLayer(root, tarOf([{ header: { name: 'null', type: 'char', devmajor: 1, devminor: 3, mode: 0o666 } }]), { allowDevices: true });
@@ -422,7 +448,11 @@ test('diffLayer of a real overlay upper dir reproduces the container view', asyn
     const tarPath = join(dir, 'diff.tar');
     await pipeline(diffLayer(upper), createWriteStream(tarPath));
     const names: string[] = [];
-    for await (const e of readTar(createReadStream(tarPath))) names.push(e.header.name);
+    for await (const e of readTar(createReadStream(tarPath))) {
+      names.push(e.header.name);
+      // overlayfs' own bookkeeping never leaks into the layer.
+      assert.deepEqual(Object.keys(e.header.xattrs).filter((k) => k.startsWith('trusted.overlay.')), [], e.header.name);
+    }
     assert.ok(names.includes('etc/.wh.delete-me'), names.join(' '));
     assert.ok(names.includes('.wh.rmdir'), names.join(' '));
     assert.ok(names.includes('app/lib/.wh..wh..opq'), names.join(' '));
@@ -469,13 +499,11 @@ test('tarTree round-trips a tree through applyLayer', async () => {
     await chmod(join(src, 'setuid'), 0o4711);
     await chown(join(src, 'a'), 33, 44);
     execFileSync('mknod', [join(src, 'fifo'), 'p']);
-    // A 0/0 device in a plain tree is just a device, not a whiteout.
-    execFileSync('mknod', [join(src, 'wh'), 'c', '0', '0']);
+    execFileSync('mknod', [join(src, 'null'), 'c', '1', '3']);
     for (const p of ['a/b/f', 'a/b', 'a', '']) await utimes(join(src, p), T1, T1);
 
     const out = join(dir, 'out');
     await applyLayer(out, tarTree(src), { allowDevices: true });
-    // A plain tree has no whiteouts; the 0/0 node round-trips as the same node.
     assert.deepEqual(await describe(out, true), await describe(src, true));
   });
 });
@@ -505,7 +533,7 @@ test('decompressStream recognises gzip, zstd and plain tar', async () => {
   await assert.rejects(collect(decompressStream((async function* () { yield truncated; })())), /corrupt gzip/);
 });
 
-test('a layer of 10,000 small files extracts quickly', async () => {
+test('a layer of 10,000 small files extracts about as fast as GNU tar', async () => {
   await withTmp(async (dir) => {
     const src = join(dir, 'src');
     for (let d = 0; d < 100; d++) {
@@ -514,12 +542,18 @@ test('a layer of 10,000 small files extracts quickly', async () => {
     }
     const tarPath = join(dir, 'many.tar.gz');
     execFileSync('tar', ['-C', src, '-czf', tarPath, '.']);
-    const start = performance.now();
+    // The filesystem sets the pace (file creation dominates), so the yardstick
+    // is GNU tar extracting the same archive in the same place.
+    await mkdir(join(dir, 'gnu'));
+    let start = performance.now();
+    execFileSync('tar', ['-C', join(dir, 'gnu'), '-xzf', tarPath]);
+    const gnuMs = performance.now() - start;
+    start = performance.now();
     await applyLayer(join(dir, 'out'), decompressStream(createReadStream(tarPath)));
     const ms = performance.now() - start;
     assert.equal((await readdir(join(dir, 'out', 'd42'))).length, 100);
     assert.equal(await readFile(join(dir, 'out', 'd42', 'f7'), 'utf8'), 'file 42/7\n'.repeat(40));
-    assert.ok(ms < 15_000, `took ${ms} ms`);
-    console.log(`# applied 10,000 files in ${Math.round(ms)} ms`);
+    console.log(`# applied 10,000 files in ${Math.round(ms)} ms; GNU tar took ${Math.round(gnuMs)} ms`);
+    assert.ok(ms < gnuMs * 3 + 2000, `took ${Math.round(ms)} ms against GNU tar's ${Math.round(gnuMs)} ms`);
   });
 });

@@ -345,7 +345,7 @@ describe('berth-monitor', { skip, timeout: 120_000 }, () => {
     rootfs = path.join(tmp, 'rootfs');
     mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
     copyFileSync(BUSYBOX, path.join(rootfs, 'bin', 'busybox'));
-    for (const applet of ['sh', 'echo', 'cat', 'sleep', 'true', 'false', 'stty', 'printf', 'grep']) {
+    for (const applet of ['sh', 'echo', 'cat', 'sleep', 'true', 'false', 'stty', 'printf', 'grep', 'head', 'yes']) {
       symlinkSync('busybox', path.join(rootfs, 'bin', applet));
     }
     runtimeRoot = path.join(tmp, 'runc-root');
@@ -377,7 +377,7 @@ describe('berth-monitor', { skip, timeout: 120_000 }, () => {
   });
 
   test('stdout and stderr arrive as ordered frames and land in a json-file log', async () => {
-    const script = 'echo out1; sleep 0.1; echo err1 >&2; sleep 0.1; echo "q\\"<&>\\\\ é"; printf partial';
+    const script = 'echo out1; sleep 0.2; echo err1 >&2; sleep 0.2; echo "q\\"<&>\\\\ é"; printf partial';
     const m = await startMonitor('streams', { bundle: makeBundle('streams', ['sh', '-c', script]) });
     const { client } = await startContainer(m);
     const exit = await finishAndShutdown(m, client);
@@ -414,6 +414,21 @@ describe('berth-monitor', { skip, timeout: 120_000 }, () => {
     assert.deepEqual(runcList(), []);
   });
 
+  test('the log cuts lines at 16 KiB and keeps invalid UTF-8 as U+FFFD', async () => {
+    const script = "s=a; i=0; while [ $i -lt 15 ]; do s=$s$s; i=$((i+1)); done; printf '%s\\n' \"$s\"; printf 'x\\377y\\n'";
+    const m = await startMonitor('longline', { bundle: makeBundle('longline', ['sh', '-c', script]) });
+    const { client } = await startContainer(m);
+    await finishAndShutdown(m, client);
+    assert.equal(client.text(FRAME_STDOUT).length, 32768 + 1 + 4);
+    const log = readLog(m).map((r) => r.log);
+    assert.deepEqual(
+      log.map((l) => l.length),
+      [16384, 16384, 1, 4],
+    );
+    assert.equal(log.slice(0, 3).join(''), 'a'.repeat(32768) + '\n');
+    assert.equal(log[3], 'x\ufffdy\n');
+  });
+
   test('exit code 3, and the monitor leaves on its own once no client is connected', async () => {
     const m = await startMonitor('exit3', { bundle: makeBundle('exit3', ['sh', '-c', 'exit 3']) });
     const { client } = await startContainer(m);
@@ -433,6 +448,8 @@ describe('berth-monitor', { skip, timeout: 120_000 }, () => {
     const refused = await other.waitType<StartFailedPayload>(FRAME_START_FAILED);
     assert.equal(refused.message, 'already started');
     assert.ok(!client.frames.some((f) => f.type === FRAME_START_FAILED), 'only the asker hears the refusal');
+    // Nothing of the monitor's own leaks into the container.
+    assert.deepEqual(readdirSync(`/proc/${pid}/fd`).sort(), ['0', '1', '2']);
     process.kill(pid, 'SIGKILL');
     const exit = await client.waitType<ExitPayload>(FRAME_EXIT);
     assert.deepEqual([exit.exitCode, exit.signal], [137, 9]);
@@ -526,6 +543,26 @@ describe('berth-monitor', { skip, timeout: 120_000 }, () => {
     assert.ok(!existsSync(path.join(m.dir, 'console.sock')));
   });
 
+  test('a state dir too long for a socket address still works, terminal mode included', async () => {
+    const name = `long-${'x'.repeat(120)}`;
+    const m = await startMonitor(name, {
+      bundle: makeBundle(name, ['sh', '-c', 'echo long-tty'], { terminal: true }),
+      extra: ['--terminal'],
+    });
+    assert.ok(m.sock.length > 108);
+    // connect(2) follows symlinks, which is how a client reaches such a socket.
+    const link = path.join(tmp, 'long.sock');
+    symlinkSync(m.sock, link);
+    const client = await MonitorClient.connect(link);
+    client.hello();
+    await client.waitType<StatePayload>(FRAME_STATE);
+    client.send(FRAME_START);
+    await client.waitType<StartedPayload>(FRAME_STARTED);
+    const exit = await finishAndShutdown(m, client);
+    assert.equal(exit.exitCode, 0);
+    assert.equal(client.text(FRAME_STDOUT), 'long-tty\r\n');
+  });
+
   test('the monitor outlives its client; a new client sees running, then exited', async () => {
     const m = await startMonitor('detach', { bundle: makeBundle('detach', ['sh', '-c', 'sleep 1; echo done']) });
     const { client: first, pid } = await startContainer(m);
@@ -563,6 +600,15 @@ describe('berth-monitor', { skip, timeout: 120_000 }, () => {
     assert.equal(client.text(FRAME_STDOUT), 'from-exec\n');
     assert.equal(client.text(FRAME_STDERR), 'exec-err\n');
     assert.ok(!existsSync(path.join(ex.dir, 'container.log')));
+    const missing = processJson('exec-missing', ['no-such-binary']);
+    const bad = await startMonitor('exec-missing', { id: main.id, extra: ['--exec', missing], log: false });
+    const badClient = await MonitorClient.connect(bad.sock);
+    badClient.send(FRAME_START);
+    const failed = await badClient.waitType<StartFailedPayload>(FRAME_START_FAILED);
+    assert.match(failed.message, /executable file not found/);
+    badClient.send(FRAME_SHUTDOWN);
+    await withTimeout(bad.exited, 7000, 'failed exec monitor exit');
+    badClient.close();
     // The exec's end leaves the container alone.
     assert.ok(runcList().includes(main.id));
     assert.ok(!mainClient.frames.some((f) => f.type === FRAME_EXIT));
@@ -570,6 +616,50 @@ describe('berth-monitor', { skip, timeout: 120_000 }, () => {
     const mainExit = await finishAndShutdown(main, mainClient);
     assert.equal(mainExit.exitCode, 137);
     assert.ok(!runcList().includes(main.id));
+  });
+
+  test('a slow client is dropped without holding up the container or other clients', async () => {
+    const line = '0123456789abcdef'.repeat(4);
+    const m = await startMonitor('slow', {
+      bundle: makeBundle('slow', ['sh', '-c', `yes ${line} | head -c 8000000`]),
+      log: false,
+    });
+    const slow = await MonitorClient.connect(m.sock);
+    slow.hello(true, true);
+    await slow.waitType<StatePayload>(FRAME_STATE);
+    slow.socket.pause();
+    const fast = await MonitorClient.connect(m.sock);
+    fast.hello(false, false);
+    await fast.waitType<StatePayload>(FRAME_STATE);
+    fast.send(FRAME_START);
+    const exit = await fast.waitType<ExitPayload>(FRAME_EXIT, 20_000);
+    assert.equal(exit.exitCode, 0);
+    assert.ok(!fast.frames.some((f) => f.type === FRAME_STDOUT), 'unsubscribed clients get no output');
+    slow.socket.resume();
+    await slow.waitClosed();
+    const got = slow.text(FRAME_STDOUT).length;
+    assert.ok(got > 0 && got < 8_000_000, `slow client received ${got} bytes before being dropped`);
+    assert.ok(!slow.frames.some((f) => f.type === FRAME_EXIT));
+    await finishAndShutdown(m, fast);
+  });
+
+  test('with a shared pid namespace: orphans are reaped, a held pipe delays EXIT by at most the drain time', async () => {
+    const bundle = makeBundle('hostpid', ['sh', '-c', 'sleep 31.5 & echo hi']);
+    const cfgPath = path.join(bundle, 'config.json');
+    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as { linux: { namespaces: Array<{ type: string }> } };
+    cfg.linux.namespaces = cfg.linux.namespaces.filter((n) => n.type !== 'pid');
+    writeFileSync(cfgPath, JSON.stringify(cfg));
+    const m = await startMonitor('hostpid', { bundle });
+    const { client } = await startContainer(m);
+    const t0 = Date.now();
+    const exit = await client.waitType<ExitPayload>(FRAME_EXIT);
+    assert.equal(exit.exitCode, 0);
+    assert.ok(Date.now() - t0 < 3000, `EXIT took ${Date.now() - t0} ms`);
+    assert.equal(client.text(FRAME_STDOUT), 'hi\n');
+    // `delete -f` killed what was left in the container's cgroup.
+    const left = spawnSync('pgrep', ['-f', '^sleep 31.5$'], { encoding: 'utf8' });
+    assert.equal(left.stdout.trim(), '');
+    await finishAndShutdown(m, client);
   });
 
   test('overlay: mounted for the run, gone after it; long option strings still mount', async () => {
@@ -629,7 +719,7 @@ describe('berth-monitor', { skip, timeout: 120_000 }, () => {
       c.send(FRAME_START);
       await c.waitType<StartedPayload>(FRAME_STARTED);
       viaMonitor.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      await finishAndShutdown(m, c);
+      assert.equal((await finishAndShutdown(m, c)).exitCode, 0);
 
       const id = `bmt-${process.pid}-bench-runc-${i}`;
       containerIds.add(id);

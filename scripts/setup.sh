@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Install everything berth needs on a fresh machine and build it. Idempotent:
+# each step only runs when its result is missing or stale.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+APT_PACKAGES=(runc busybox-static iptables iproute2 attr gcc libc6-dev make tini util-linux kmod procps psmisc)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then echo "setup: must run as root to install packages" >&2; exit 1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node 24 and the TypeScript toolchain come from the npm registry, pinned by package-lock.json.
+stamp=node_modules/.berth-install-stamp
+if [ ! -x node_modules/.bin/node ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
+  echo "setup: installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
+NODE=$ROOT/node_modules/.bin/node
+"$NODE" --version | grep -q '^v24\.' || { echo "setup: node_modules/.bin/node is not Node 24" >&2; exit 1; }
+
+# The per-container monitor, in C.
+mkdir -p native/build
+if [ ! -x native/build/berth-monitor ] || [ native/berth-monitor.c -nt native/build/berth-monitor ]; then
+  echo "setup: building berth-monitor"
+  gcc -O2 -Wall -Wextra -Werror -o native/build/berth-monitor.tmp native/berth-monitor.c
+  mv native/build/berth-monitor.tmp native/build/berth-monitor
+fi
+
+# TypeScript → JavaScript for the daemon and CLI (Node strips types too, but
+# precompiled code starts faster, which `berth run` feels).
+if [ ! -f dist/.stamp ] || [ -n "$(find src tsconfig.json -newer dist/.stamp -print -quit)" ]; then
+  echo "setup: compiling TypeScript"
+  rm -rf dist
+  "$NODE" node_modules/typescript/bin/tsc -p tsconfig.build.json
+  touch dist/.stamp
+fi
+
+# The offline base image: a busybox root filesystem from Debian's busybox-static.
+if [ ! -f .cache/busybox.tar ] || [ /bin/busybox -nt .cache/busybox.tar ]; then
+  echo "setup: making the busybox image tarball"
+  bash scripts/make-busybox.sh .cache/busybox.tar
+fi

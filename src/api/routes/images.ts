@@ -1,0 +1,173 @@
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { Router, Ctx } from '../router.ts';
+import { HANDLED, qBool, qFilters, reply, versionAtLeast } from '../router.ts';
+import { commonHeaders } from '../server.ts';
+import { jsonStream } from '../streams.ts';
+import type { Engine } from '../../engine/engine.ts';
+import type { ImageInspect } from '../../engine/images.ts';
+import { familiarName, parseReference } from '../../image/reference.ts';
+import { BerthError, invalid, systemError } from '../../util/errors.ts';
+
+/** The container-config fields API versions before 1.50 carry in an image's Config, always empty there. */
+const LEGACY_CONFIG = {
+  Hostname: '',
+  Domainname: '',
+  AttachStdin: false,
+  AttachStdout: false,
+  AttachStderr: false,
+  Tty: false,
+  OpenStdin: false,
+  StdinOnce: false,
+  Image: '',
+};
+
+/** Shapes an inspect result for the API version the client speaks. */
+function inspectForVersion(ctx: Ctx, img: ImageInspect): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...img };
+  if (!versionAtLeast(ctx, '1.50')) out.Config = { ...LEGACY_CONFIG, ...img.Config };
+  if (!versionAtLeast(ctx, '1.45')) {
+    out.Container = '';
+    out.ContainerConfig = { ...LEGACY_CONFIG, User: '', Env: null, Cmd: null, Volumes: null, WorkingDir: '', Entrypoint: null, OnBuild: null, Labels: null };
+  }
+  if (!versionAtLeast(ctx, '1.44')) out.VirtualSize = img.Size;
+  return out;
+}
+
+/** Streams a tar to the client; headers go out only once the first bytes exist, so early failures are proper HTTP errors. */
+async function sendTar(ctx: Ctx, source: AsyncIterable<Buffer>): Promise<typeof HANDLED> {
+  const it = source[Symbol.asyncIterator]();
+  const first = await it.next();
+  const res = ctx.res;
+  res.writeHead(200, { ...commonHeaders(), 'Content-Type': 'application/x-tar' });
+  let closed = false;
+  res.once('close', () => {
+    closed = true;
+  });
+  try {
+    let r = first;
+    while (!r.done && !closed) {
+      if (!res.write(r.value)) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.on('drain', done);
+          res.on('close', done);
+        });
+      }
+      r = await it.next();
+    }
+    if (!closed) res.end();
+  } catch (err) {
+    // A tar cut short must look cut short: no JSON error appended to it.
+    res.destroy(err instanceof Error ? err : new Error(String(err)));
+  } finally {
+    await it.return?.(undefined);
+  }
+  return HANDLED;
+}
+
+export function imageRoutes(r: Router, engine: Engine): void {
+  const images = engine.images;
+
+  // Fixed paths first: the `{name*}` patterns below would take them otherwise.
+  r.get('/images/json', async (ctx) => {
+    const q = ctx.query;
+    const list = await images.list({
+      all: qBool(q, 'all'),
+      filters: qFilters(q),
+      digests: qBool(q, 'digests'),
+      sharedSize: qBool(q, 'shared-size'),
+      containers: versionAtLeast(ctx, '1.51'),
+    });
+    for (const s of list) {
+      if (!versionAtLeast(ctx, '1.44')) s.VirtualSize = s.Size;
+      if (!versionAtLeast(ctx, '1.43') && s.RepoTags.length === 0 && s.RepoDigests.length === 0) {
+        s.RepoTags = ['<none>:<none>'];
+        s.RepoDigests = ['<none>@<none>'];
+      }
+    }
+    return list;
+  });
+
+  r.post('/images/create', async (ctx) => {
+    const q = ctx.query;
+    const fromImage = q.get('fromImage');
+    const fromSrc = q.get('fromSrc');
+    if (fromImage) {
+      let name = fromImage;
+      try {
+        name = familiarName(parseReference(fromImage));
+      } catch {
+        // An unparsable name is reported as given.
+      }
+      throw new BerthError('NotFound', `pull access denied for ${name}, repository does not exist or may require 'docker login'`);
+    }
+    if (!fromSrc) throw invalid('either fromImage or fromSrc must be given');
+    const opts = {
+      repo: q.get('repo') || undefined,
+      tag: q.get('tag') || undefined,
+      message: q.get('message') || undefined,
+      changes: q.getAll('changes'),
+      platform: q.get('platform') || undefined,
+    };
+    if (fromSrc === '-') {
+      // Nothing is written before the import is done, so its errors keep their HTTP status.
+      const id = await images.importImage(ctx.req, opts);
+      const out = jsonStream(ctx.res);
+      out.send({ status: id });
+      out.end();
+      return HANDLED;
+    }
+    const url = /^https?:\/\//i.test(fromSrc) ? fromSrc : `http://${fromSrc}`;
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw invalid(`invalid URL: ${fromSrc}`);
+    }
+    const resp = await fetch(parsed).catch((err: unknown) => {
+      throw systemError(`downloading ${url}: ${(err as Error).message}`, err);
+    });
+    if (!resp.ok || !resp.body) throw systemError(`downloading ${url}: HTTP ${resp.status}`);
+    const out = jsonStream(ctx.res);
+    out.send({ status: 'Downloading from ' + url });
+    const id = await images.importImage(Readable.fromWeb(resp.body as WebReadableStream<Uint8Array>), opts);
+    out.send({ status: id });
+    out.end();
+    return HANDLED;
+  });
+
+  r.post('/images/load', async (ctx) => {
+    const quiet = qBool(ctx.query, 'quiet');
+    // Load answers 200 at once and reports failures inside the stream.
+    const out = jsonStream(ctx.res);
+    await images.load(ctx.req, quiet, (msg) => out.send(msg));
+    out.end();
+    return HANDLED;
+  });
+
+  r.get('/images/get', (ctx) => {
+    return sendTar(ctx, images.save(ctx.query.getAll('names').filter((n) => n !== '')));
+  });
+
+  r.post('/images/prune', async (ctx) => images.prune(qFilters(ctx.query)));
+
+  r.get('/images/{name*}/get', (ctx) => sendTar(ctx, images.save([ctx.params.name!])));
+
+  r.get('/images/{name*}/json', async (ctx) => inspectForVersion(ctx, await images.inspect(ctx.params.name!)));
+
+  r.get('/images/{name*}/history', async (ctx) => images.history(ctx.params.name!));
+
+  r.post('/images/{name*}/tag', async (ctx) => {
+    await images.tag(ctx.params.name!, ctx.query.get('repo') ?? '', ctx.query.get('tag') || undefined);
+    return reply(201);
+  });
+
+  r.delete('/images/{name*}', async (ctx) =>
+    images.remove(ctx.params.name!, { force: qBool(ctx.query, 'force'), noprune: qBool(ctx.query, 'noprune') }),
+  );
+}
