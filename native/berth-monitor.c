@@ -894,9 +894,16 @@ static void unmount_overlay(void)
 
 /* ------------------------------------------------------------- the exit */
 
+/* Identity of our control socket: a monitor started for the same container
+ * after this one may already have bound the same path. */
+static dev_t sock_dev;
+static ino_t sock_ino;
+
 static void finish(int code)
 {
-	unlink(sock_path);
+	struct stat st;
+	if (stat(sock_path, &st) == 0 && st.st_dev == sock_dev && st.st_ino == sock_ino)
+		unlink(sock_path);
 	if (console_path[0])
 		unlink(console_path);
 	exit(code);
@@ -1645,6 +1652,11 @@ int main(int argc, char **argv)
 		char m[4200];
 		snprintf(m, sizeof m, "listen %s: %s", sock_path, strerror(errno));
 		usage_fail(m);
+	}
+	struct stat sst;
+	if (stat(sock_path, &sst) == 0) {
+		sock_dev = sst.st_dev;
+		sock_ino = sst.st_ino;
 	}
 	if (write_all(1, "ready\n", 6) < 0)
 		finish(1); /* berthd is gone before it could use us */

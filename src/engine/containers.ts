@@ -19,6 +19,7 @@ import type { LogOptions, LogRecord } from './logs.ts';
 import type { ImageStore } from '../image/image-store.ts';
 import type { LayerStore } from '../image/layer-store.ts';
 import { chainIds } from '../image/layer-store.ts';
+import { parseReference } from '../image/reference.ts';
 import { buildSpec } from '../runtime/oci-spec.ts';
 import type { OciMount } from '../runtime/oci-spec.ts';
 import { MonitorConnection, StartError, spawnMonitor } from '../runtime/monitor.ts';
@@ -166,6 +167,7 @@ export class ContainerService {
   async create(req: CreateRequest, name?: string): Promise<{ Id: string; Warnings: string[] }> {
     if (typeof req !== 'object' || req === null) throw invalid('config cannot be empty in order to create a container');
     if (!req.Image) throw invalid('Config.Image is required');
+    if (!/^(sha256:)?[a-f0-9]{1,64}$/.test(req.Image)) parseReference(req.Image);
     const img = this.images.resolve(req.Image);
     if (!img) throw new BerthError('NotFound', `No such image: ${req.Image.includes(':') || req.Image.includes('@') ? req.Image : `${req.Image}:latest`}`);
     const id = newId();
@@ -223,7 +225,28 @@ export class ContainerService {
     return { ns: { network: 'private' }, hostname: rec.Config.Hostname };
   }
 
+  /** Start, and on any failure leave the container stopped with the error recorded. */
   private async doStart(rec: ContainerRecord, live: Live): Promise<void> {
+    let pid: number;
+    try {
+      pid = await this.launch(rec, live);
+    } catch (err) {
+      live.conn?.shutdown();
+      live.conn = undefined;
+      this.live.delete(rec.Id);
+      for (const s of live.sinks) s.end();
+      live.sinks.clear();
+      throw await this.startFailed(rec, err);
+    }
+    rec.State = { ...rec.State, Status: 'running', Running: true, Paused: false, Restarting: false, OOMKilled: false, Dead: false, Pid: pid, ExitCode: 0, Error: '', StartedAt: new Date().toISOString(), FinishedAt: rec.State.FinishedAt };
+    await this.store.save(rec);
+    this.events.emit('container', 'start', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
+    // The container may already have exited while we were recording the start.
+    if (live.conn?.exit) await this.onExit(rec, live, live.conn.exit);
+  }
+
+  /** Prepare the bundle, spawn the monitor and run the container; returns its pid. */
+  private async launch(rec: ContainerRecord, live: Live): Promise<number> {
     const dir = this.store.dir(rec.Id);
     const xdir = this.execDir(rec.Id);
     const layerDirs = rec.berth.layers.map((c) => this.layers.diffDir(c)).reverse();
@@ -287,21 +310,7 @@ export class ContainerService {
     for (const chunk of live.pendingStdin) conn.stdin(chunk);
     live.pendingStdin = [];
     if (live.pendingStdinClose) conn.closeStdin();
-    let pid: number;
-    try {
-      pid = await conn.start();
-    } catch (err) {
-      conn.shutdown();
-      live.conn = undefined;
-      this.live.delete(rec.Id);
-      for (const s of live.sinks) s.end();
-      throw await this.startFailed(rec, err);
-    }
-    rec.State = { ...rec.State, Status: 'running', Running: true, Paused: false, Restarting: false, OOMKilled: false, Dead: false, Pid: pid, ExitCode: 0, Error: '', StartedAt: new Date().toISOString(), FinishedAt: rec.State.FinishedAt };
-    await this.store.save(rec);
-    this.events.emit('container', 'start', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
-    // The container may already have exited while we were recording the start.
-    if (conn.exit) await this.onExit(rec, live, conn.exit);
+    return conn.start();
   }
 
   private emptyDir?: string;
@@ -322,8 +331,9 @@ export class ContainerService {
     this.events.emit('container', 'die', rec.Id, { exitCode: String(code), image: rec.Config.Image, name: rec.Name.slice(1) });
     if (rec.HostConfig.AutoRemove) await this.remove(rec.Id, { force: true }).catch(() => undefined);
     else this.notifyExit(rec.Id, code);
+    if (!(err instanceof StartError)) return err instanceof Error ? err : new Error(msg);
     const full = `failed to create task for container: OCI runtime create failed: ${msg}: unknown`;
-    return err instanceof StartError && code !== 128 ? invalid(full) : new BerthError('System', full);
+    return code !== 128 ? invalid(full) : new BerthError('System', full);
   }
 
   private wireConnection(rec: ContainerRecord, live: Live, conn: MonitorConnection): void {
@@ -365,8 +375,10 @@ export class ContainerService {
       // the root mount; whatever needs those waits for `cleaning`.
       const conn = live.conn;
       if (conn) {
+        // The monitor exits (closing the connection) right after its
+        // cleanup; waiting for that, not just CLEANED, keeps a restarted
+        // container's new monitor clear of the old one's last steps.
         this.cleaning.set(rec.Id, new Promise<void>((resolve) => {
-          conn.once('cleaned', resolve);
           conn.once('close', resolve);
         }).finally(() => this.cleaning.delete(rec.Id)));
         conn.shutdown();

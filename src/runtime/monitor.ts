@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
+import { openSync, closeSync, constants } from 'node:fs';
 import {
   encodeFrame, FrameDecoder, FRAME_STDOUT, FRAME_STDERR, FRAME_EXIT, FRAME_STARTED, FRAME_START_FAILED, FRAME_STATE, FRAME_CLEANED,
   FRAME_HELLO, FRAME_START, FRAME_STDIN, FRAME_STDIN_CLOSE, FRAME_RESIZE, FRAME_SHUTDOWN,
@@ -100,11 +101,24 @@ export class MonitorConnection extends EventEmitter {
   }
 
   static async connect(dir: string): Promise<MonitorConnection> {
-    const sock = await new Promise<Socket>((resolve, reject) => {
-      const s = connect(join(dir, 'monitor.sock'));
-      s.once('connect', () => resolve(s));
-      s.once('error', reject);
-    });
+    let path = join(dir, 'monitor.sock');
+    let dirFd: number | undefined;
+    // A unix socket path holds at most 107 bytes; reach a longer one through
+    // an open descriptor of its directory.
+    if (Buffer.byteLength(path) > 107) {
+      dirFd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+      path = `/proc/self/fd/${dirFd}/monitor.sock`;
+    }
+    let sock: Socket;
+    try {
+      sock = await new Promise<Socket>((resolve, reject) => {
+        const s = connect(path);
+        s.once('connect', () => resolve(s));
+        s.once('error', reject);
+      });
+    } finally {
+      if (dirFd !== undefined) closeSync(dirFd);
+    }
     sock.setNoDelay?.(true);
     return new MonitorConnection(sock);
   }

@@ -56,6 +56,7 @@ export const commands: Command[] = [
           for await (const chunk of waitRes) text += (chunk as Buffer).toString();
           return JSON.parse(text) as { StatusCode: number };
         })();
+        status.catch(() => undefined);
         const pumped = pumpAttach(ctx.client, c.Id, sock, o);
         await ctx.client.post(`/containers/${c.Id}/start`);
         await pumped;

@@ -84,6 +84,8 @@ export const commands: Command[] = [
         for await (const c of waitRes) text += (c as Buffer).toString();
         return JSON.parse(text) as { StatusCode: number; Error?: { Message: string } | null };
       })();
+      // If the start fails the daemon may close the wait early; that is reported below, not thrown.
+      status.catch(() => undefined);
       const pumped = pumpAttach(ctx.client, id, sock, o);
       try {
         await ctx.client.post(`/containers/${id}/start`);
