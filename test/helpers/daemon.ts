@@ -41,6 +41,7 @@ export class TestDaemon {
   }
 
   async start(extraArgs: string[] = []): Promise<void> {
+    this.log = '';
     this.proc = spawn(BERTHD, ['--data-root', this.dataRoot, '--exec-root', this.execRoot, '-H', this.host, '--cgroup-parent', this.cgroupParent, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout!.on('data', (d: Buffer) => { this.log += d.toString(); });
     this.proc.stderr!.on('data', (d: Buffer) => { this.log += d.toString(); });
@@ -76,8 +77,13 @@ export class TestDaemon {
     return this.cli('docker', args, input);
   }
 
-  private cli(bin: string, args: string[], input?: string | Buffer): RunResult {
-    const r = spawnSync(bin, args, { env: this.env(), input, encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
+  /** Run a CLI with extra environment variables. */
+  cli2(bin: 'berth' | 'docker', args: string[], env: Record<string, string>, input?: string | Buffer): RunResult {
+    return this.cli(bin === 'berth' ? BERTH : 'docker', args, input, env);
+  }
+
+  private cli(bin: string, args: string[], input?: string | Buffer, extraEnv: Record<string, string> = {}): RunResult {
+    const r = spawnSync(bin, args, { env: { ...this.env(), ...extraEnv }, input, encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
     return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   }
 
