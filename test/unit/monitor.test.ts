@@ -25,6 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   FRAME_EXIT,
+  FRAME_CLEANED,
   FRAME_HELLO,
   FRAME_RESIZE,
   FRAME_SHUTDOWN,
@@ -388,7 +389,8 @@ describe('berth-monitor', { skip, timeout: 120_000 }, () => {
     const types = client.frames.map((f) => f.type);
     assert.equal(types[0], FRAME_STATE);
     assert.equal(types[1], FRAME_STARTED);
-    assert.equal(types[types.length - 1], FRAME_EXIT);
+    // EXIT comes as soon as the process is gone; CLEANED once the runtime state is released.
+    assert.deepEqual(types.slice(-2), [FRAME_EXIT, FRAME_CLEANED]);
     assert.equal(client.text(FRAME_STDOUT), 'out1\nq"<&>\\ é\npartial');
     assert.equal(client.text(FRAME_STDERR), 'err1\n');
     const firstErr = client.frames.findIndex((f) => f.type === FRAME_STDERR);
