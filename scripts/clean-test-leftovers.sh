@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Remove whatever an interrupted test run left under /tmp/berth-test-*:
-# daemons, monitors and their containers, runtime state, mounts, cgroups.
+# Remove whatever an interrupted test run left under /tmp/berth-test-* (or
+# the directories given): daemons, monitors and their containers, runtime
+# state, mounts, cgroups.
 shopt -s nullglob
-dirs=(/tmp/berth-test-*)
+if [ $# -gt 0 ]; then dirs=("$@"); else dirs=(/tmp/berth-test-*); fi
 [ ${#dirs[@]} -eq 0 ] && exit 0
-pkill -9 -f 'berthd.*/tmp/berth-test-' 2>/dev/null
-pkill -9 -f 'berth-monitor.*/tmp/berth-test-' 2>/dev/null
+for d in "${dirs[@]}"; do
+  pkill -9 -f "berthd.*$d" 2>/dev/null
+  pkill -9 -f "berth-monitor.*$d" 2>/dev/null
+done
 for d in "${dirs[@]}"; do
   for state in "$d"/exec/runtime/*/; do
     runc --root "$d/exec/runtime" delete -f "$(basename "$state")" >/dev/null 2>&1
   done
 done
-grep -o ' /tmp/berth-test-[^ ]*' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+for d in "${dirs[@]}"; do
+  grep -o " $d[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+done
 for d in "${dirs[@]}"; do
   name=$(basename "$d")
   for cg in /sys/fs/cgroup/*/"$name" /sys/fs/cgroup/"$name"; do

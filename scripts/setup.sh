@@ -27,13 +27,15 @@ fi
 NODE=$ROOT/node_modules/.bin/node
 "$NODE" --version | grep -q '^v24\.' || { echo "setup: node_modules/.bin/node is not Node 24" >&2; exit 1; }
 
-# The per-container monitor, in C.
+# The per-container monitor and the launcher that starts monitors, in C.
 mkdir -p native/build
-if [ ! -x native/build/berth-monitor ] || [ native/berth-monitor.c -nt native/build/berth-monitor ]; then
-  echo "setup: building berth-monitor"
-  gcc -O2 -Wall -Wextra -Werror -o native/build/berth-monitor.tmp native/berth-monitor.c
-  mv native/build/berth-monitor.tmp native/build/berth-monitor
-fi
+for prog in berth-monitor berth-launcher; do
+  if [ ! -x "native/build/$prog" ] || [ "native/$prog.c" -nt "native/build/$prog" ]; then
+    echo "setup: building $prog"
+    gcc -O2 -Wall -Wextra -Werror -o "native/build/$prog.tmp" "native/$prog.c"
+    mv "native/build/$prog.tmp" "native/build/$prog"
+  fi
+done
 
 # TypeScript → JavaScript for the daemon and CLI (Node strips types too, but
 # precompiled code starts faster, which `berth run` feels).

@@ -2,13 +2,9 @@
  * The berth CLI's Engine API client: HTTP/1.1 over the daemon's unix socket
  * (or loopback TCP), with docker's hijacked streams for attach and exec.
  */
-import type { IncomingMessage, RequestOptions } from 'node:http';
-
-// An ESM `import` of node:http builds its whole export namespace, which loads
-// parts of Node that the CLI never uses and costs ~25 ms of every command's
-// start-up; the CommonJS module from getBuiltinModule does not.
-const { request, Agent } = process.getBuiltinModule('node:http');
 import type { Socket } from 'node:net';
+import { send, HttpResponse } from './http.ts';
+import type { HttpTarget } from './http.ts';
 
 export const CLIENT_API_VERSION = '1.51';
 
@@ -20,11 +16,7 @@ export class ApiError extends Error {
   }
 }
 
-export interface Endpoint {
-  socketPath?: string;
-  host?: string;
-  port?: number;
-}
+export type Endpoint = HttpTarget;
 
 /** Resolve `-H` / DOCKER_HOST into where to connect. */
 export function parseHost(host: string | undefined): Endpoint {
@@ -50,61 +42,27 @@ function queryString(q: Query | undefined): string {
   return s ? `?${s}` : '';
 }
 
-async function readBody(res: IncomingMessage): Promise<Buffer> {
+async function readBody(res: AsyncIterable<Buffer | string>): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const c of res) chunks.push(c as Buffer);
+  for await (const c of res) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
   return Buffer.concat(chunks);
+}
+
+/** The daemon's `{"message": …}` error body, or the text as it came. */
+async function errorFrom(res: HttpResponse): Promise<ApiError> {
+  let msg = (await readBody(res)).toString().trim();
+  try {
+    msg = (JSON.parse(msg) as { message?: string }).message ?? msg;
+  } catch {
+    // not JSON: keep the text
+  }
+  return new ApiError(res.statusCode, msg || `status ${res.statusCode}`);
 }
 
 export class ApiClient {
   readonly endpoint: Endpoint;
-  private readonly agent = new Agent({ keepAlive: true });
   constructor(endpoint: Endpoint) {
     this.endpoint = endpoint;
-  }
-
-  private options(method: string, path: string, q?: Query, headers: Record<string, string> = {}): RequestOptions {
-    return {
-      ...this.endpoint,
-      agent: this.agent,
-      method,
-      path: `/v${CLIENT_API_VERSION}${path}${queryString(q)}`,
-      headers: { Host: 'api.moby.localhost', 'User-Agent': 'berth-cli/0.1.0', ...headers },
-    };
-  }
-
-  /** Send a request; resolves with the response once its headers arrive. Non-2xx become ApiError. */
-  raw(method: string, path: string, opts: { query?: Query; body?: unknown; headers?: Record<string, string>; stream?: NodeJS.ReadableStream } = {}): Promise<IncomingMessage> {
-    const headers: Record<string, string> = { ...opts.headers };
-    let payload: Buffer | undefined;
-    if (opts.body !== undefined) {
-      payload = Buffer.from(JSON.stringify(opts.body));
-      headers['Content-Type'] = 'application/json';
-      headers['Content-Length'] = String(payload.length);
-    }
-    return new Promise((resolve, reject) => {
-      const req = request(this.options(method, path, opts.query, headers), (res) => {
-        if ((res.statusCode ?? 500) >= 400) {
-          readBody(res).then((b) => {
-            let msg = b.toString().trim();
-            try {
-              msg = (JSON.parse(msg) as { message?: string }).message ?? msg;
-            } catch {
-              // not JSON: keep the text
-            }
-            reject(new ApiError(res.statusCode ?? 500, msg || `status ${res.statusCode}`));
-          }, reject);
-          return;
-        }
-        resolve(res);
-      });
-      req.on('error', (err: NodeJS.ErrnoException) => reject(this.connectError(err)));
-      if (opts.stream) {
-        opts.stream.pipe(req);
-      } else {
-        req.end(payload);
-      }
-    });
   }
 
   private connectError(err: NodeJS.ErrnoException): Error {
@@ -115,9 +73,37 @@ export class ApiClient {
     return err;
   }
 
+  private async send(method: string, path: string, opts: { query?: Query; body?: unknown; headers?: Record<string, string>; stream?: NodeJS.ReadableStream; upgrade?: boolean }) {
+    const headers: Record<string, string> = { 'User-Agent': 'berth-cli/0.1.0', ...opts.headers };
+    let body: Buffer | undefined;
+    if (opts.body !== undefined) {
+      body = Buffer.from(JSON.stringify(opts.body));
+      headers['Content-Type'] = 'application/json';
+    }
+    if (opts.upgrade) {
+      headers.Connection = 'Upgrade';
+      headers.Upgrade = 'tcp';
+    }
+    try {
+      return await send(this.endpoint, { method, path: `/v${CLIENT_API_VERSION}${path}${queryString(opts.query)}`, headers, body, stream: opts.stream });
+    } catch (err) {
+      throw this.connectError(err as NodeJS.ErrnoException);
+    }
+  }
+
+  /** Send a request; resolves with the response once its head arrives. Non-2xx become ApiError. */
+  async raw(method: string, path: string, opts: { query?: Query; body?: unknown; headers?: Record<string, string>; stream?: NodeJS.ReadableStream } = {}): Promise<HttpResponse> {
+    const res = await this.send(method, path, opts);
+    if (!(res instanceof HttpResponse)) {
+      res.socket.destroy();
+      throw new ApiError(res.status, 'unexpected protocol switch');
+    }
+    if (res.statusCode >= 400) throw await errorFrom(res);
+    return res;
+  }
+
   async json<T>(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<T> {
-    const res = await this.raw(method, path, opts);
-    const b = await readBody(res);
+    const b = await readBody(await this.raw(method, path, opts));
     if (b.length === 0) return undefined as T;
     return JSON.parse(b.toString()) as T;
   }
@@ -135,10 +121,10 @@ export class ApiClient {
   }
 
   /** Read a JSON-lines response (progress, events) message by message. */
-  async *jsonLines<T>(res: IncomingMessage): AsyncGenerator<T> {
+  async *jsonLines<T>(res: AsyncIterable<Buffer | string>): AsyncGenerator<T> {
     let buf = '';
     for await (const chunk of res) {
-      buf += (chunk as Buffer).toString();
+      buf += chunk.toString();
       let i: number;
       while ((i = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, i).trim();
@@ -150,37 +136,17 @@ export class ApiClient {
   }
 
   /** POST with `Upgrade: tcp` and take the raw socket once the daemon switches protocols. */
-  hijack(path: string, query?: Query, body?: unknown): Promise<Socket> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const headers: Record<string, string> = { Connection: 'Upgrade', Upgrade: 'tcp' };
-    if (payload) {
-      headers['Content-Type'] = 'application/json';
-      headers['Content-Length'] = String(payload.length);
+  async hijack(path: string, query?: Query, body?: unknown): Promise<Socket> {
+    const res = await this.send('POST', path, { query, body, upgrade: true });
+    if (res instanceof HttpResponse) {
+      if (res.statusCode >= 400) throw await errorFrom(res);
+      throw new ApiError(res.statusCode, `the daemon did not switch protocols (status ${res.statusCode})`);
     }
-    return new Promise((resolve, reject) => {
-      const req = request({ ...this.options('POST', path, query, headers), agent: false });
-      req.on('upgrade', (_res, socket, head) => {
-        if (head.length) socket.unshift(head);
-        resolve(socket);
-      });
-      req.on('response', (res) => {
-        readBody(res).then((b) => {
-          let msg = b.toString().trim();
-          try {
-            msg = (JSON.parse(msg) as { message?: string }).message ?? msg;
-          } catch {
-            // keep text
-          }
-          reject(new ApiError(res.statusCode ?? 500, msg));
-        }, reject);
-      });
-      req.on('error', (err: NodeJS.ErrnoException) => reject(this.connectError(err)));
-      req.end(payload);
-    });
+    return res.socket;
   }
 
   close(): void {
-    this.agent.destroy();
+    // Every request has its own connection, closed when its response ends.
   }
 }
 

@@ -24,6 +24,7 @@ import { buildSpec } from '../runtime/oci-spec.ts';
 import type { OciMount } from '../runtime/oci-spec.ts';
 import { MonitorConnection, StartError, spawnMonitor } from '../runtime/monitor.ts';
 import type { ExitInfo } from '../runtime/monitor.ts';
+import { MonitorLauncher } from '../runtime/launcher.ts';
 import { computeCapabilities } from '../runtime/capabilities.ts';
 import { parseSignal } from '../util/signals.ts';
 import { conflict, invalid, notModified, BerthError, errorMessage } from '../util/errors.ts';
@@ -61,10 +62,14 @@ interface Live {
 
 type WaitCondition = 'not-running' | 'next-exit' | 'removed';
 
+/** How long a monitor spawned at create waits for the container's start. */
+const WARM_MONITOR_MS = 60_000;
+
 export class ContainerService {
   readonly store: ContainerStore;
   private readonly live = new Map<string, Live>();
   private readonly removedWaiters = new Map<string, Array<() => void>>();
+  private readonly warm = new Map<string, { ready: Promise<void>; timer: NodeJS.Timeout }>();
   /** Containers whose monitor is still releasing runtime state and mounts after the exit. */
   private readonly cleaning = new Map<string, Promise<void>>();
   private readonly purging = new Set<Promise<unknown>>();
@@ -74,6 +79,7 @@ export class ContainerService {
   private readonly layers: LayerStore;
   private readonly events: EventBus;
   private hostResolv = '';
+  private readonly launcher: MonitorLauncher;
 
   constructor(cfg: DaemonConfig, images: ImageStore, layers: LayerStore, events: EventBus) {
     this.cfg = cfg;
@@ -81,6 +87,7 @@ export class ContainerService {
     this.layers = layers;
     this.events = events;
     this.store = new ContainerStore(cfg.dataRoot);
+    this.launcher = new MonitorLauncher(join(cfg.nativeDir, 'berth-launcher'));
   }
 
   private get monitorPath(): string {
@@ -117,7 +124,10 @@ export class ContainerService {
       await this.purge(rec);
       return;
     }
-    if (!rec.State.Running) return;
+    if (!rec.State.Running) {
+      await this.coolDown(rec.Id);
+      return;
+    }
     const dir = this.execDir(rec.Id);
     try {
       const conn = await MonitorConnection.connect(dir);
@@ -184,6 +194,7 @@ export class ContainerService {
       throw err;
     }
     this.events.emit('container', 'create', id, { image: req.Image, name: fullName.slice(1) });
+    this.prewarm(rec);
     return { Id: id, Warnings: [] };
   }
 
@@ -286,8 +297,30 @@ export class ContainerService {
       extraMounts: etcMounts,
       shmSize: hc.ShmSize ?? 64 * 1024 * 1024,
     });
+    const warm = this.takeWarm(rec.Id);
     await writeFile(join(xdir, 'config.json'), JSON.stringify(spec));
+    let spawned = false;
+    if (warm) spawned = await warm.then(() => true, () => false);
+    if (!spawned) await this.spawnFor(rec);
+    const conn = await MonitorConnection.connect(xdir);
+    live.conn = conn;
+    this.wireConnection(rec, live, conn);
+    const wantOut = [...live.sinks].some((s) => s.stdout);
+    const wantErr = [...live.sinks].some((s) => s.stderr);
+    conn.subscribe(wantOut, wantErr);
+    for (const chunk of live.pendingStdin) conn.stdin(chunk);
+    live.pendingStdin = [];
+    if (live.pendingStdinClose) conn.closeStdin();
+    return conn.start();
+  }
+
+  /** Start a monitor for a container; it waits for START. */
+  private async spawnFor(rec: ContainerRecord): Promise<void> {
+    const dir = this.store.dir(rec.Id);
+    const xdir = this.execDir(rec.Id);
+    await mkdir(xdir, { recursive: true, mode: 0o700 });
     await rm(join(xdir, 'exit'), { force: true });
+    const layerDirs = rec.berth.layers.map((c) => this.layers.diffDir(c)).reverse();
     const lowers = layerDirs.length ? layerDirs : [await this.emptyLower()];
     await spawnMonitor({
       monitorPath: this.monitorPath,
@@ -300,17 +333,44 @@ export class ContainerService {
       terminal: rec.Config.Tty,
       stdin: rec.Config.OpenStdin,
       overlay: { lowers, upper: join(dir, 'upper'), work: join(dir, 'work'), target: join(dir, 'rootfs') },
-    });
-    const conn = await MonitorConnection.connect(xdir);
-    live.conn = conn;
-    this.wireConnection(rec, live, conn);
-    const wantOut = [...live.sinks].some((s) => s.stdout);
-    const wantErr = [...live.sinks].some((s) => s.stderr);
-    conn.subscribe(wantOut, wantErr);
-    for (const chunk of live.pendingStdin) conn.stdin(chunk);
-    live.pendingStdin = [];
-    if (live.pendingStdinClose) conn.closeStdin();
-    return conn.start();
+    }, this.launcher);
+  }
+
+  /**
+   * A new container's monitor is spawned right after create, off the path
+   * of the request, so that start finds it ready: spawning a process from
+   * Node costs several milliseconds that `run` would otherwise wait for. A
+   * container not started within a minute gets its monitor shut down.
+   */
+  private prewarm(rec: ContainerRecord): void {
+    const ready = this.spawnFor(rec);
+    ready.catch(() => undefined);
+    const timer = setTimeout(() => void this.coolDown(rec.Id), WARM_MONITOR_MS);
+    timer.unref();
+    this.warm.set(rec.Id, { ready, timer });
+  }
+
+  private takeWarm(id: string): Promise<void> | undefined {
+    const w = this.warm.get(id);
+    if (!w) return undefined;
+    this.warm.delete(id);
+    clearTimeout(w.timer);
+    return w.ready;
+  }
+
+  /** Shut down a monitor that never got START (a warm one, or one left by an earlier berthd). */
+  private async coolDown(id: string): Promise<void> {
+    const w = this.takeWarm(id);
+    if (w) await w.catch(() => undefined);
+    if (!existsSync(join(this.execDir(id), 'monitor.sock'))) return;
+    try {
+      const conn = await MonitorConnection.connect(this.execDir(id));
+      const closed = new Promise((r) => conn.once('close', r));
+      conn.shutdown();
+      await closed;
+    } catch {
+      // already gone
+    }
   }
 
   private emptyDir?: string;
@@ -361,9 +421,9 @@ export class ContainerService {
 
   // ---------------------------------------------------------------- exit
 
-  private async markExited(rec: ContainerRecord, exit: ExitInfo, error = ''): Promise<void> {
+  private async markExited(rec: ContainerRecord, exit: ExitInfo, error = '', persist = true): Promise<void> {
     rec.State = { ...rec.State, Status: 'exited', Running: false, Paused: false, Restarting: false, Pid: 0, ExitCode: exit.exitCode, Error: error, FinishedAt: exit.finishedAt };
-    await this.store.save(rec);
+    if (persist) await this.store.save(rec);
   }
 
   private exiting = new Set<string>();
@@ -383,7 +443,8 @@ export class ContainerService {
         }).finally(() => this.cleaning.delete(rec.Id)));
         conn.shutdown();
       }
-      await this.markExited(rec, exit);
+      // An auto-remove container's next write is its removal; one write saves a step of `run --rm`.
+      await this.markExited(rec, exit, '', !rec.HostConfig.AutoRemove);
       this.live.delete(rec.Id);
       for (const s of live.sinks) s.end();
       live.sinks.clear();
@@ -585,6 +646,7 @@ export class ContainerService {
 
   private async purge(rec: ContainerRecord): Promise<void> {
     await this.cleaning.get(rec.Id);
+    if (!rec.State.Running) await this.coolDown(rec.Id);
     // A monitor killed before its cleanup leaves the runtime's state behind.
     if (existsSync(join(this.runtimeRoot, rec.Id))) await runtimeDelete(this.cfg.runtimePath, this.runtimeRoot, rec.Id);
     const rootfs = join(this.store.dir(rec.Id), 'rootfs');
@@ -625,6 +687,7 @@ export class ContainerService {
 
   /** Stop watching monitors (berthd shutting down): containers keep running. */
   detachAll(): void {
+    this.launcher.stop();
     for (const live of this.live.values()) live.conn?.close();
   }
 }

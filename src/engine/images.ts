@@ -17,6 +17,7 @@ import type { DaemonConfig } from '../daemon/config.ts';
 import type { ContentStore } from '../image/content-store.ts';
 import { sha256Digest } from '../image/content-store.ts';
 import type { ImageStore, ResolvedImage } from '../image/image-store.ts';
+import { noSuchImage } from '../image/image-store.ts';
 import type { LayerMeta, LayerStore } from '../image/layer-store.ts';
 import { chainIdOf, chainIds } from '../image/layer-store.ts';
 import { decompressStream, diffLayer } from '../image/layer.ts';
@@ -1124,7 +1125,7 @@ export class ImageService {
         continue;
       }
       const img = this.store.resolve(name);
-      if (!img) throw notFound(`No such image: ${name}`);
+      if (!img) throw noSuchImage(name);
       add(img.record.id, ref.digest ? undefined : withDefaultTag(ref));
     }
     return this.saveStream(selected);
@@ -1237,7 +1238,7 @@ export class ImageService {
     const refImage = (key: string): ResolvedImage[] =>
       (f.get(key) ?? []).map((v) => {
         const img = this.store.resolve(v);
-        if (!img) throw notFound(`No such image: ${v}`);
+        if (!img) throw noSuchImage(v);
         return img;
       });
     const before = refImage('before').map((i) => unixSeconds(i.config.created));

@@ -9,6 +9,24 @@ import { parseReference, refString, withDefaultTag, familiarString } from './ref
 import type { Reference } from './reference.ts';
 import { ensureDir, readJson, writeJsonAtomic } from '../util/fsutil.ts';
 import { conflict, invalid, isErrno, notFound } from '../util/errors.ts';
+import type { BerthError } from '../util/errors.ts';
+
+/**
+ * The error for a name no image answers to, worded as docker words it: the
+ * name with its implied `latest` tag, a full ID as a digest. A name that is
+ * no reference at all is a bad parameter, not a missing image.
+ */
+export function noSuchImage(name: string): BerthError {
+  const hex = name.startsWith('sha256:') ? name.slice(7) : name;
+  if (/^[a-f0-9]{64}$/.test(hex)) return notFound(`No such image: sha256:${hex}`);
+  let ref: Reference;
+  try {
+    ref = parseReference(name);
+  } catch (err) {
+    return invalid((err as Error).message);
+  }
+  return notFound(`No such image: ${familiarString(ref.tag || ref.digest ? ref : withDefaultTag(ref))}`);
+}
 
 export interface ResolvedImage {
   record: ImageRecord;
@@ -151,7 +169,7 @@ export class ImageStore {
 
   mustResolve(name: string): ResolvedImage {
     const r = this.resolve(name);
-    if (!r) throw notFound(`No such image: ${name}`);
+    if (!r) throw noSuchImage(name);
     return r;
   }
 

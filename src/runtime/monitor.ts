@@ -3,7 +3,7 @@
  * it, talk to it over its control socket, and find it again after berthd
  * restarts. The frame format is in native/PROTOCOL.md.
  */
-import { spawn } from 'node:child_process';
+import type { MonitorLauncher } from './launcher.ts';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
@@ -13,7 +13,6 @@ import {
   encodeFrame, FrameDecoder, FRAME_STDOUT, FRAME_STDERR, FRAME_EXIT, FRAME_STARTED, FRAME_START_FAILED, FRAME_STATE, FRAME_CLEANED,
   FRAME_HELLO, FRAME_START, FRAME_STDIN, FRAME_STDIN_CLOSE, FRAME_RESIZE, FRAME_SHUTDOWN,
 } from './monitor-protocol.ts';
-import { systemError } from '../util/errors.ts';
 
 
 export interface ExitInfo {
@@ -163,27 +162,18 @@ export class MonitorConnection extends EventEmitter {
   }
 }
 
-/** Start a monitor process and wait until its control socket is ready. */
-export async function spawnMonitor(o: SpawnOptions): Promise<void> {
-  const args = ['--id', o.id, '--dir', o.dir, '--runtime', o.runtimePath, '--runtime-root', o.runtimeRoot, '--bundle', o.bundle];
+/** The monitor's command line for these options (program path first). */
+export function monitorArgv(o: SpawnOptions): string[] {
+  const args = [o.monitorPath, '--id', o.id, '--dir', o.dir, '--runtime', o.runtimePath, '--runtime-root', o.runtimeRoot, '--bundle', o.bundle];
   if (o.logPath) args.push('--log', o.logPath);
   if (o.terminal) args.push('--terminal');
   if (o.stdin) args.push('--stdin');
   if (o.overlay) args.push('--overlay', [...o.overlay.lowers, o.overlay.upper, o.overlay.work, o.overlay.target].join(':'));
   if (o.execProcess) args.push('--exec', o.execProcess);
-  const child = spawn(o.monitorPath, args, { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
-  await new Promise<void>((resolve, reject) => {
-    let buf = '';
-    const fail = (msg: string) => reject(systemError(`container monitor failed to start: ${msg}`));
-    child.once('error', (e) => fail(e.message));
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes('ready\n')) resolve();
-    });
-    child.stdout!.once('end', () => {
-      if (!buf.includes('ready\n')) fail(buf.trim() || 'it exited');
-    });
-  });
-  child.stdout!.destroy();
-  child.unref();
+  return args;
+}
+
+/** Start a monitor through the launcher and wait until its control socket is ready. */
+export async function spawnMonitor(o: SpawnOptions, launcher: MonitorLauncher): Promise<void> {
+  await launcher.launch(monitorArgv(o));
 }

@@ -9,26 +9,70 @@ import type { ImageInspect } from '../../engine/images.ts';
 import { familiarName, parseReference } from '../../image/reference.ts';
 import { BerthError, invalid, systemError } from '../../util/errors.ts';
 
-/** The container-config fields API versions before 1.50 carry in an image's Config, always empty there. */
-const LEGACY_CONFIG = {
-  Hostname: '',
-  Domainname: '',
-  AttachStdin: false,
-  AttachStdout: false,
-  AttachStderr: false,
-  Tty: false,
-  OpenStdin: false,
-  StdinOnce: false,
-  Image: '',
-};
+function isEmpty(v: unknown): boolean {
+  if (v === undefined || v === null || v === '' || v === false) return true;
+  if (Array.isArray(v)) return v.length === 0;
+  return typeof v === 'object' && Object.keys(v).length === 0;
+}
+
+/**
+ * From API 1.50 an image's Config is the image-spec config: only the fields
+ * that are set, in the spec's order. Clients that re-encode it (the docker
+ * CLI's `-f '{{json .Config}}'`) print exactly these fields.
+ */
+const OCI_CONFIG_ORDER = ['User', 'ExposedPorts', 'Env', 'Entrypoint', 'Cmd', 'Volumes', 'WorkingDir', 'Labels', 'StopSignal', 'ArgsEscaped', 'Healthcheck', 'OnBuild', 'Shell'];
+
+/**
+ * Before 1.50 it was a container config: the fields with an empty value here
+ * are always present, the others only when set; the container-only fields
+ * are always empty.
+ */
+const LEGACY_CONFIG_ORDER: [string, unknown][] = [
+  ['Hostname', ''],
+  ['Domainname', ''],
+  ['User', ''],
+  ['AttachStdin', false],
+  ['AttachStdout', false],
+  ['AttachStderr', false],
+  ['ExposedPorts', undefined],
+  ['Tty', false],
+  ['OpenStdin', false],
+  ['StdinOnce', false],
+  ['Env', null],
+  ['Cmd', null],
+  ['Healthcheck', undefined],
+  ['ArgsEscaped', undefined],
+  ['Image', ''],
+  ['Volumes', null],
+  ['WorkingDir', ''],
+  ['Entrypoint', null],
+  ['OnBuild', null],
+  ['Labels', null],
+  ['StopSignal', undefined],
+  ['Shell', undefined],
+];
+const CONTAINER_ONLY = new Set(['Hostname', 'Domainname', 'AttachStdin', 'AttachStdout', 'AttachStderr', 'Tty', 'OpenStdin', 'StdinOnce', 'Image']);
+
+function configForVersion(ctx: Ctx, cfg: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (versionAtLeast(ctx, '1.50')) {
+    for (const k of OCI_CONFIG_ORDER) if (!isEmpty(cfg[k])) out[k] = cfg[k];
+    return out;
+  }
+  for (const [k, empty] of LEGACY_CONFIG_ORDER) {
+    if (CONTAINER_ONLY.has(k)) out[k] = empty;
+    else if (empty !== undefined) out[k] = cfg[k] ?? empty;
+    else if (!isEmpty(cfg[k])) out[k] = cfg[k];
+  }
+  return out;
+}
 
 /** Shapes an inspect result for the API version the client speaks. */
 function inspectForVersion(ctx: Ctx, img: ImageInspect): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...img };
-  if (!versionAtLeast(ctx, '1.50')) out.Config = { ...LEGACY_CONFIG, ...img.Config };
+  const out: Record<string, unknown> = { ...img, Config: configForVersion(ctx, img.Config) };
   if (!versionAtLeast(ctx, '1.45')) {
     out.Container = '';
-    out.ContainerConfig = { ...LEGACY_CONFIG, User: '', Env: null, Cmd: null, Volumes: null, WorkingDir: '', Entrypoint: null, OnBuild: null, Labels: null };
+    out.ContainerConfig = Object.fromEntries(LEGACY_CONFIG_ORDER.filter(([, e]) => e !== undefined));
   }
   if (!versionAtLeast(ctx, '1.44')) out.VirtualSize = img.Size;
   return out;

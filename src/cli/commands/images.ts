@@ -1,4 +1,5 @@
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Command, CliContext } from '../command.ts';
 import { CliError, println } from '../command.ts';
@@ -7,6 +8,8 @@ import { parseFilterFlags } from '../filters.ts';
 import { humanDuration } from '../../util/time.ts';
 import { humanSize } from '../../util/units.ts';
 import { readLine } from './lifecycle.ts';
+import { isFullImageId, parseReference } from '../../image/reference.ts';
+import type { Reference } from '../../image/reference.ts';
 
 interface ImageSummary {
   Id: string;
@@ -24,6 +27,7 @@ interface Progress {
   status?: string;
   id?: string;
   progress?: string;
+  progressDetail?: { current?: number; total?: number };
   error?: string;
   errorDetail?: { message: string };
   aux?: { ID?: string };
@@ -40,9 +44,47 @@ async function printProgress(ctx: CliContext, res: AsyncIterable<Progress>, quie
   for await (const m of res) {
     if (m.error || m.errorDetail) throw new CliError(m.errorDetail?.message ?? m.error ?? 'failed', 1);
     if (quiet) continue;
+    // Progress bars make sense only on a terminal; elsewhere they are left out.
+    if (!ctx.out.isTTY && !m.stream && ((m.progressDetail?.current ?? 0) > 0 || (m.progressDetail?.total ?? 0) > 0 || m.progress)) continue;
     if (m.stream) ctx.out.write(m.stream);
     else if (m.status) ctx.out.write(`${m.id ? `${m.id}: ` : ''}${m.status}${m.progress ? ` ${m.progress}` : ''}\n`);
   }
+}
+
+/** docker's CLI marshals its format contexts with sorted keys, so `{{json .}}` lists fields alphabetically. */
+function sortedKeys(row: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(row).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+function pad(n: number, w = 2): string {
+  return String(Math.abs(n)).padStart(w, '0');
+}
+
+function localParts(d: Date): { date: string; time: string; offset: number } {
+  return {
+    date: `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`,
+    time: `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`,
+    offset: -d.getTimezoneOffset(),
+  };
+}
+
+/** RFC 3339 in local time with whole seconds, as the API's Unix timestamps allow. */
+function rfc3339(seconds: number): string {
+  const { date, time, offset } = localParts(new Date(seconds * 1000));
+  const zone = offset === 0 ? 'Z' : `${offset < 0 ? '-' : '+'}${pad(Math.trunc(offset / 60))}:${pad(offset % 60)}`;
+  return `${date}T${time}${zone}`;
+}
+
+/** `2006-01-02 15:04:05 -0700 MST` in local time, the way docker prints CreatedAt of images. */
+function goTimeString(seconds: number): string {
+  const d = new Date(seconds * 1000);
+  const { date, time, offset } = localParts(d);
+  const num = `${offset < 0 ? '-' : '+'}${pad(Math.trunc(offset / 60))}${pad(offset % 60)}`;
+  let abbr = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? '';
+  // Zones without a common abbreviation are named by their offset; an empty TZ means UTC.
+  if (offset === 0 && (abbr === '' || abbr === 'GMT+0')) abbr = 'UTC';
+  else if (abbr === '' || /^GMT[+-]/.test(abbr)) abbr = offset % 60 === 0 ? num.slice(0, 3) : num;
+  return `${date} ${time} ${num} ${abbr}`;
 }
 
 function splitRepoTag(ref: string): [string, string] {
@@ -86,13 +128,13 @@ export const commands: Command[] = [
         for (const t of tags) {
           const [repo, tag] = t === '<none>:<none>' ? ['<none>', '<none>'] : splitRepoTag(t);
           const digest = digests.find((d) => d.startsWith(`${repo}@`))?.split('@')[1] ?? (digests.length && repo === '<none>' ? digests[0]!.split('@')[1]! : '<none>');
-          rows.push({
+          rows.push(sortedKeys({
             ID: id(img.Id), Repository: repo, Tag: tag, Digest: digest,
             CreatedSince: `${humanDuration(Date.now() - img.Created * 1000)} ago`,
-            CreatedAt: new Date(img.Created * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' +0000 UTC'),
+            CreatedAt: goTimeString(img.Created),
             Size: humanSize(img.Size), Containers: img.Containers < 0 ? 'N/A' : String(img.Containers),
             SharedSize: 'N/A', UniqueSize: 'N/A', VirtualSize: humanSize(img.Size),
-          });
+          }));
         }
       }
       const def = f.bool('digests') ? 'table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}' : 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}';
@@ -129,6 +171,16 @@ export const commands: Command[] = [
     minArgs: 2,
     maxArgs: 2,
     async run(ctx, _f, args) {
+      // Both names are checked here first, so a bad one is worded as docker's CLI words it.
+      const check = (s: string): Reference => {
+        try {
+          return parseReference(s);
+        } catch (err) {
+          throw new CliError(`Error parsing reference: ${JSON.stringify(s)} is not a valid repository/tag: ${(err as Error).message}`, 1);
+        }
+      };
+      if (!isFullImageId(args[0]!)) check(args[0]!);
+      if (check(args[1]!).digest) throw new CliError('refusing to create a tag with a digest reference', 1);
       const target = args[1]!;
       const colon = target.lastIndexOf(':');
       const [repo, tag] = colon > target.lastIndexOf('/') ? [target.slice(0, colon), target.slice(colon + 1)] : [target, undefined];
@@ -155,15 +207,17 @@ export const commands: Command[] = [
         for (const e of h) println(ctx, noTrunc || e.Id === '<missing>' ? e.Id : e.Id.slice(7, 19));
         return;
       }
-      const rows = h.map((e) => ({
+      const rows = h.map((e) => sortedKeys({
         ID: e.Id === '<missing>' || noTrunc ? e.Id : e.Id.slice(7, 19),
-        CreatedSince: human ? `${humanDuration(Date.now() - e.Created * 1000)} ago` : new Date(e.Created * 1000).toISOString(),
-        CreatedAt: new Date(e.Created * 1000).toISOString(),
-        CreatedBy: noTrunc || e.CreatedBy.length <= 45 ? e.CreatedBy : `${e.CreatedBy.slice(0, 44)}…`,
+        CreatedSince: human ? `${humanDuration(Date.now() - e.Created * 1000)} ago` : rfc3339(e.Created),
+        CreatedAt: rfc3339(e.Created),
+        CreatedBy: noTrunc || [...e.CreatedBy].length <= 45 ? e.CreatedBy : `${[...e.CreatedBy].slice(0, 44).join('')}…`,
         Size: human ? humanSize(e.Size) : String(e.Size),
         Comment: e.Comment,
       }));
-      ctx.out.write(renderFormatted(f.str('format'), rows, { defaultTable: 'table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}', headers: { ...HEADERS, ID: 'IMAGE', CreatedSince: 'CREATED' } }));
+      // Without -H the default table shows the absolute time under its own heading.
+      const when = human ? '{{.CreatedSince}}' : '{{.CreatedAt}}';
+      ctx.out.write(renderFormatted(f.str('format'), rows, { defaultTable: `table {{.ID}}\t${when}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}`, headers: { ...HEADERS, ID: 'IMAGE', CreatedSince: 'CREATED' } }));
     },
   },
   {
@@ -227,6 +281,11 @@ export const commands: Command[] = [
     async run(ctx, f, args) {
       const output = f.str('output');
       if (!output && process.stdout.isTTY) throw new CliError('cowardly refusing to save to a terminal. Use the -o flag or redirect', 1);
+      if (output) {
+        // Checked before anything is asked of the daemon, so a typo costs no export.
+        const dir = dirname(output);
+        if (!existsSync(dir)) throw new CliError(`failed to save image: invalid output path: stat ${dir}: no such file or directory`, 1);
+      }
       const res = await ctx.client.raw('GET', '/images/get', { query: { names: args } });
       if (output) {
         const tmp = `${output}.tmp-${process.pid}`;

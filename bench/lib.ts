@@ -1,0 +1,124 @@
+/**
+ * Shared pieces of the benchmarks: timing, statistics, a private berthd, a
+ * Docker Engine started by hand (when installed), and the runc floor bundle.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+export const BUSYBOX_TAR = join(ROOT, '.cache', 'busybox.tar');
+
+export function timeMs(cmd: string, args: string[], env?: NodeJS.ProcessEnv): number {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const t = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr?.toString()}`);
+  return t;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+export async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A berthd with its own roots, for the length of a benchmark. */
+export class BenchBerthd {
+  readonly dir = mkdtempSync('/tmp/berth-bench-');
+  readonly socket = join(this.dir, 'berth.sock');
+  private proc?: ChildProcess;
+  get env(): NodeJS.ProcessEnv {
+    return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'dc') };
+  }
+  async start(): Promise<void> {
+    this.proc = spawn(join(ROOT, 'bin', 'berthd'), ['--data-root', join(this.dir, 'data'), '--exec-root', join(this.dir, 'exec'), '-H', `unix://${this.socket}`, '--cgroup-parent', `/${this.dir.split('/').pop()}`], { stdio: 'ignore' });
+    await waitFor(() => spawnSync(join(ROOT, 'bin', 'berth'), ['version'], { env: this.env }).status === 0, 15000, 'berthd');
+    const r = spawnSync(join(ROOT, 'bin', 'berth'), ['import', '-c', 'CMD ["sh"]', BUSYBOX_TAR, 'busybox:latest'], { env: this.env });
+    if (r.status !== 0) throw new Error(`import failed: ${r.stderr}`);
+  }
+  stop(): void {
+    spawnSync(join(ROOT, 'bin', 'berth'), ['rm', '-f', ...spawnSync(join(ROOT, 'bin', 'berth'), ['ps', '-aq'], { env: this.env, encoding: 'utf8' }).stdout.split('\n').filter(Boolean)], { env: this.env });
+    this.proc?.kill('SIGTERM');
+    spawnSync('bash', [join(ROOT, 'scripts', 'clean-test-leftovers.sh'), this.dir]);
+  }
+}
+
+/**
+ * Docker Engine (Debian's docker.io) started by hand with its own data root
+ * and socket, no bridge and no iptables rules, so it touches nothing else.
+ */
+export class BenchDockerd {
+  readonly dir = mkdtempSync('/tmp/berth-bench-dockerd-');
+  readonly socket = join(this.dir, 'docker.sock');
+  private proc?: ChildProcess;
+  static available(): boolean {
+    return existsSync('/usr/sbin/dockerd') || existsSync('/usr/bin/dockerd');
+  }
+  get env(): NodeJS.ProcessEnv {
+    return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'dc') };
+  }
+  async start(): Promise<void> {
+    const exec = join(this.dir, 'exec');
+    mkdirSync(exec, { recursive: true });
+    this.proc = spawn('dockerd', ['--data-root', join(this.dir, 'data'), '--exec-root', exec, '-H', `unix://${this.socket}`, '--pidfile', join(this.dir, 'docker.pid'), '--bridge', 'none', '--iptables=false', '--ip6tables=false'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    this.proc.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+    try {
+      await waitFor(() => spawnSync('docker', ['version'], { env: this.env }).status === 0, 60000, 'dockerd');
+    } catch (err) {
+      throw new Error(`${(err as Error).message}: ${log.slice(-2000)}`);
+    }
+    const r = spawnSync('docker', ['import', '-c', 'CMD ["sh"]', BUSYBOX_TAR, 'busybox:latest'], { env: this.env });
+    if (r.status !== 0) throw new Error(`docker import failed: ${r.stderr}`);
+  }
+  async stop(): Promise<void> {
+    const ids = spawnSync('docker', ['ps', '-aq'], { env: this.env, encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    if (ids.length) spawnSync('docker', ['rm', '-f', ...ids], { env: this.env });
+    const p = this.proc;
+    if (p && p.exitCode === null) {
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 15000))]);
+      if (p.exitCode === null) p.kill('SIGKILL');
+    }
+    for (const m of readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(this.dir)).reverse()) spawnSync('umount', ['-l', m]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** runc running a prepared busybox bundle: the physical floor of `run`. */
+export class RuncFloor {
+  readonly dir = mkdtempSync('/tmp/berth-bench-floor-');
+  private n = 0;
+  constructor() {
+    const rootfs = join(this.dir, 'rootfs');
+    mkdirSync(rootfs);
+    spawnSync('tar', ['-C', rootfs, '-xf', BUSYBOX_TAR]);
+    spawnSync('runc', ['spec'], { cwd: this.dir });
+    const spec = JSON.parse(readFileSync(join(this.dir, 'config.json'), 'utf8'));
+    spec.process.terminal = false;
+    spec.process.args = ['true'];
+    writeFileSync(join(this.dir, 'config.json'), JSON.stringify(spec));
+  }
+  run(): number {
+    return timeMs('runc', ['--root', join(this.dir, 'state'), 'run', '-b', this.dir, `floor${this.n++}`]);
+  }
+  cleanup(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * `run --rm busybox true`: berth CLI and docker CLI against berthd, Docker
+ * Engine (when installed), and the runc floor, alternated round by round so
+ * that all see the same machine load. Prints medians and ratios.
+ *
+ *   node_modules/.bin/node bench/run-latency.ts [rounds]
+ */
+import { join } from 'node:path';
+import { BenchBerthd, BenchDockerd, RuncFloor, ROOT, mean, median, timeMs } from './lib.ts';
+
+const rounds = Number(process.argv[2] ?? 30);
+const berth = new BenchBerthd();
+const floor = new RuncFloor();
+const dockerd = BenchDockerd.available() ? new BenchDockerd() : undefined;
+const samples: Record<string, number[]> = { floor: [], berthCli: [], dockerCliOnBerthd: [], dockerEngine: [] };
+
+try {
+  await berth.start();
+  if (dockerd) await dockerd.start();
+  const berthBin = join(ROOT, 'bin', 'berth');
+  const args = ['run', '--rm', 'busybox', 'true'];
+  // Warm-up: page cache, compile cache, first-use costs.
+  for (let i = 0; i < 3; i++) {
+    floor.run();
+    timeMs(berthBin, args, berth.env);
+    timeMs('docker', args, berth.env);
+    if (dockerd) timeMs('docker', args, dockerd.env);
+  }
+  for (let i = 0; i < rounds; i++) {
+    samples.floor!.push(floor.run());
+    samples.berthCli!.push(timeMs(berthBin, args, berth.env));
+    samples.dockerCliOnBerthd!.push(timeMs('docker', args, berth.env));
+    if (dockerd) samples.dockerEngine!.push(timeMs('docker', args, dockerd.env));
+  }
+} finally {
+  berth.stop();
+  floor.cleanup();
+  await dockerd?.stop();
+}
+
+const f = median(samples.floor!);
+const row = (name: string, xs: number[]) => {
+  if (!xs.length) return `${name.padEnd(34)} (not measured: Docker Engine is not installed)`;
+  const m = median(xs);
+  return `${name.padEnd(34)} median ${m.toFixed(1).padStart(6)} ms  mean ${mean(xs).toFixed(1).padStart(6)} ms  ${(m / f).toFixed(2)}x floor`;
+};
+console.log(`run --rm busybox true, ${rounds} alternated rounds`);
+console.log(row('runc run (floor)', samples.floor!));
+console.log(row('berth CLI -> berthd', samples.berthCli!));
+console.log(row('docker CLI -> berthd', samples.dockerCliOnBerthd!));
+console.log(row('docker CLI -> Docker Engine', samples.dockerEngine!));
+if (samples.dockerEngine!.length) {
+  console.log(`Docker Engine / berth CLI: ${(median(samples.dockerEngine!) / median(samples.berthCli!)).toFixed(2)}x`);
+}

@@ -1,0 +1,147 @@
+/*
+ * berth-launcher: starts berth-monitor processes on berthd's behalf.
+ *
+ * Forking a large Node.js process blocks its event loop for several
+ * milliseconds, on the path of every container start. berthd instead keeps
+ * this small process and asks it to start monitors. Each monitor is
+ * double-forked, so it is no child of the launcher (or of berthd) and
+ * outlives both.
+ *
+ * Protocol on stdin/stdout (one request at a time):
+ *   request:  u32 big-endian length, then the monitor's argv (program path
+ *             first), each argument NUL-terminated
+ *   reply:    one line: "ready\n" once the monitor's control socket is up,
+ *             or "error: <text>\n"
+ * EOF on stdin ends the launcher.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_REQ (1 << 20)
+#define MAX_ARGS 256
+
+static int read_full(int fd, void *buf, size_t n)
+{
+	size_t off = 0;
+	while (off < n) {
+		ssize_t r = read(fd, (char *)buf + off, n - off);
+		if (r == 0)
+			return 0;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		off += (size_t)r;
+	}
+	return 1;
+}
+
+static void reply(const char *s)
+{
+	size_t n = strlen(s);
+	while (n > 0) {
+		ssize_t w = write(1, s, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			exit(1);
+		}
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+/* Start one monitor and relay its first line ("ready" or "error: …"). */
+static void launch(char **argv)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		reply("error: pipe failed\n");
+		return;
+	}
+	pid_t child = fork();
+	if (child < 0) {
+		close(p[0]);
+		close(p[1]);
+		reply("error: fork failed\n");
+		return;
+	}
+	if (child == 0) {
+		/* The intermediate child: fork the monitor and leave at once, so
+		 * the monitor is reparented away from us. */
+		pid_t g = fork();
+		if (g != 0)
+			_exit(g < 0 ? 1 : 0);
+		int devnull = open("/dev/null", O_RDWR);
+		dup2(devnull, 0);
+		dup2(p[1], 1);
+		dup2(devnull, 2);
+		setsid();
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(argv[0], argv);
+		dprintf(1, "error: exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	int st;
+	while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+	}
+	char line[4096];
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(p[0], line + n, sizeof line - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (memchr(line, '\n', n) || n == sizeof line - 1)
+			break;
+	}
+	close(p[0]);
+	line[n] = 0;
+	char *nl = strchr(line, '\n');
+	if (nl)
+		nl[1] = 0;
+	if (n == 0)
+		reply("error: the monitor exited before it was ready\n");
+	else if (!nl)
+		reply("error: the monitor said something unexpected\n");
+	else
+		reply(line);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	static char buf[MAX_REQ + 1];
+	for (;;) {
+		uint8_t hdr[4];
+		int r = read_full(0, hdr, 4);
+		if (r <= 0)
+			return 0;
+		uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+		if (len == 0 || len > MAX_REQ)
+			return 2;
+		if (read_full(0, buf, len) <= 0)
+			return 2;
+		buf[len] = 0;
+		char *argv[MAX_ARGS + 1];
+		int argc = 0;
+		for (size_t off = 0; off < len && argc < MAX_ARGS; off += strlen(buf + off) + 1)
+			argv[argc++] = buf + off;
+		argv[argc] = NULL;
+		launch(argv);
+	}
+}
