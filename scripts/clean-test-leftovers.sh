@@ -4,6 +4,12 @@
 # state, mounts, cgroups.
 shopt -s nullglob
 if [ $# -gt 0 ]; then dirs=("$@"); else dirs=(/tmp/berth-test-*); fi
+if [ $# -eq 0 ]; then
+  # cgroups of test daemons whose directories are already gone
+  for cg in /sys/fs/cgroup/*/berth-test-* /sys/fs/cgroup/berth-test-*; do
+    [ -d "$cg" ] && [ ! -d "/tmp/$(basename "$cg")" ] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+fi
 [ ${#dirs[@]} -eq 0 ] && exit 0
 for d in "${dirs[@]}"; do
   pkill -9 -f "berthd.*$d" 2>/dev/null

@@ -104,9 +104,9 @@ async function writeBody(sock: Socket, req: HttpRequest): Promise<void> {
   for await (const c of req.stream as AsyncIterable<Buffer | string>) {
     const b = typeof c === 'string' ? Buffer.from(c) : c;
     if (b.length === 0) continue;
-    if (!sock.write(`${b.length.toString(16)}\r\n`) || !sock.write(b) || !sock.write('\r\n')) {
-      await new Promise((r) => sock.once('drain', r));
-    }
+    sock.write(`${b.length.toString(16)}\r\n`);
+    sock.write(b);
+    if (!sock.write('\r\n')) await new Promise((r) => sock.once('drain', r));
   }
   sock.write('0\r\n\r\n');
 }
