@@ -15,8 +15,13 @@ const dockerd = BenchDockerd.available() ? new BenchDockerd() : undefined;
 const samples: Record<string, number[]> = { floor: [], berthCli: [], dockerCliOnBerthd: [], dockerEngine: [] };
 
 try {
+  process.stderr.write('starting berthd\n');
   await berth.start();
-  if (dockerd) await dockerd.start();
+  if (dockerd) {
+    process.stderr.write('starting Docker Engine\n');
+    await dockerd.start();
+  }
+  process.stderr.write('measuring\n');
   const berthBin = join(ROOT, 'bin', 'berth');
   const args = ['run', '--rm', 'busybox', 'true'];
   // Warm-up: page cache, compile cache, first-use costs.

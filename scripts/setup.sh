@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-APT_PACKAGES=(runc busybox-static iptables iproute2 attr gcc libc6-dev make tini util-linux kmod procps psmisc)
+# skopeo is only used by the tests, as an independent reader of the archives berth writes.
+APT_PACKAGES=(runc busybox-static iptables iproute2 attr gcc libc6-dev make tini util-linux kmod procps psmisc skopeo)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
