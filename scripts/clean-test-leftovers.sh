@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Remove whatever an interrupted test run left under /tmp/berth-test-* (or
 # the directories given): daemons, monitors and their containers, runtime
-# state, mounts, cgroups.
+# state, mounts, cgroups. Without arguments, a directory whose owning test
+# process is still alive belongs to a suite running elsewhere and is kept.
 shopt -s nullglob
-if [ $# -gt 0 ]; then dirs=("$@"); else dirs=(/tmp/berth-test-*); fi
-if [ $# -eq 0 ]; then
+dirs=()
+if [ $# -gt 0 ]; then
+  dirs=("$@")
+else
+  for d in /tmp/berth-test-*; do
+    owner=$(cat "$d/owner" 2>/dev/null)
+    if [ -n "$owner" ] && kill -0 "$owner" 2>/dev/null; then continue; fi
+    dirs+=("$d")
+  done
   # cgroups of test daemons whose directories are already gone
   for cg in /sys/fs/cgroup/*/berth-test-* /sys/fs/cgroup/berth-test-*; do
     [ -d "$cg" ] && [ ! -d "/tmp/$(basename "$cg")" ] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null

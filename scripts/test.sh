@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 NODE=node_modules/.bin/node
+# Every directory, cgroup and device this run makes carries its tag.
+export BERTH_TEST_RUN=r$$
 # Leftovers of an interrupted earlier run would only confuse this one.
 bash scripts/clean-test-leftovers.sh
 echo "test: type check (strict)"
@@ -14,6 +16,6 @@ status=0
 "$NODE" --test --test-concurrency=1 --test-timeout=300000 "$@" "${files[@]}" || status=$?
 # Every test cleans up after itself; say so loudly if one did not, then
 # clean anyway so the machine is left as it was found.
-bash scripts/check-clean.sh || status=1
-bash scripts/clean-test-leftovers.sh
+bash scripts/check-clean.sh "/tmp/berth-test-$BERTH_TEST_RUN-" || status=1
+bash scripts/clean-test-leftovers.sh /tmp/berth-test-"$BERTH_TEST_RUN"-*
 exit $status

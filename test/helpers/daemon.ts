@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -29,7 +29,10 @@ export class TestDaemon {
   log = '';
 
   constructor(name = 'd') {
-    this.dir = mkdtempSync(`/tmp/berth-test-${name}-`);
+    // The run tag keeps concurrent suites (several checkouts) apart; the
+    // owner file tells the leftover cleaner this directory is still in use.
+    this.dir = mkdtempSync(`/tmp/berth-test-${process.env.BERTH_TEST_RUN ?? 'x'}-${name}-`);
+    writeFileSync(join(this.dir, 'owner'), `${process.pid}\n`);
     this.dataRoot = join(this.dir, 'data');
     this.execRoot = join(this.dir, 'exec');
     this.socket = join(this.dir, 'berth.sock');
