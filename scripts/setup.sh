@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-# skopeo is only used by the tests, as an independent reader of the archives berth writes.
-APT_PACKAGES=(runc busybox-static iptables iproute2 attr gcc libc6-dev make tini util-linux kmod procps psmisc skopeo)
+# Debian packages, one list per concern under scripts/apt.d (comments with #).
+mapfile -t APT_PACKAGES < <(sed 's/#.*//' scripts/apt.d/*.txt | tr -s ' \t' '\n\n' | grep -v '^$' | sort -u)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,7 +15,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then echo "setup: must run as root to install packages" >&2; exit 1; fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Packages that ship a service (a registry, Docker Engine for the benchmarks)
+  # must not start it: berth starts what it needs itself, on loopback.
+  # policy-rc.d answering 101 is Debian's way to say "do not start services".
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || { [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
 # Node 24 and the TypeScript toolchain come from the npm registry, pinned by package-lock.json.
