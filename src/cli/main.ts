@@ -20,6 +20,8 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  build: () => import('./commands/build.ts'),
+  commit: () => import('./commands/commit.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -31,13 +33,15 @@ const MODULES: Record<string, string> = {
   version: 'system', info: 'system',
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
+  build: 'build', 'builder prune': 'build', commit: 'commit',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
-  image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
+  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune', commit: 'commit' },
+  image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune', build: 'build' },
   system: { info: 'info', prune: 'system prune' },
+  builder: { build: 'build', prune: 'builder prune' },
 };
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -66,11 +70,12 @@ Common Commands:
 Management Commands:
   container   Manage containers
   image       Manage images
+  builder     Manage builds
   system      Manage berth
 
 Commands:
-  attach, create, history, import, kill, load, rename, restart, rm, rmi,
-  save, start, stop, tag, wait
+  attach, build, commit, create, history, import, kill, load, rename,
+  restart, rm, rmi, save, start, stop, tag, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)
