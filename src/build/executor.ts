@@ -417,8 +417,7 @@ export class Executor {
           this.write(si, ' ---> Using cache\n');
           st.config = hit;
         } else {
-          this.configStep(st, run, `MAINTAINER ${who}`);
-          st.config.author = who;
+          st.config = childConfig(st.config, { run, createdBy: nopHistory(run, `MAINTAINER ${who}`), diffId: null, author: who });
           await this.cache.put(key, st.config);
         }
         st.key = key;

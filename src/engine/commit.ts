@@ -58,6 +58,8 @@ export interface ChildOptions {
 /** The config of an image derived from `parent` (null: from scratch). */
 export function childConfig(parent: ImageConfig | null, o: ChildOptions): ImageConfig {
   const created = o.created ?? new Date().toISOString();
+  // A build's MAINTAINER stays the author of the steps after it; commit passes its own ('' for none).
+  const author = o.author ?? parent?.author;
   const history: HistoryEntry = { created, created_by: o.createdBy };
   if (o.author) history.author = o.author;
   if (o.comment) history.comment = o.comment;
@@ -67,7 +69,7 @@ export function childConfig(parent: ImageConfig | null, o: ChildOptions): ImageC
     os: parent?.os ?? 'linux',
     ...(parent?.variant ? { variant: parent.variant } : {}),
     created,
-    ...(o.author ? { author: o.author } : {}),
+    ...(author ? { author } : {}),
     ...(o.comment ? { comment: o.comment } : {}),
     config: o.run,
     rootfs: { type: 'layers', diff_ids: [...(parent?.rootfs.diff_ids ?? []), ...(o.diffId ? [o.diffId] : [])] },
@@ -154,7 +156,7 @@ export async function commitContainer(engine: Engine, o: CommitOptions): Promise
     createdBy: [rec.Path, ...rec.Args].join(' '),
     diffId: snap.diffId,
     comment: o.comment,
-    author: o.author,
+    author: o.author ?? '',
   });
   const img = await storeImage(engine.imageStore, config, base.record.id);
   engine.events.emit('container', 'commit', rec.Id, { comment: o.comment ?? '', imageID: img.id, imageRef: ref ? familiarString(ref) : '', name: rec.Name.slice(1) });
