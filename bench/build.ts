@@ -1,0 +1,99 @@
+/**
+ * Build benchmark: a reference Dockerfile (a dozen steps: a directory COPY,
+ * several RUNs, config instructions) built cold and then fully cached,
+ * through berthd and through Docker Engine's classic builder (a private
+ * dockerd, DOCKER_BUILDKIT=0) in the same run. Prints median times and ratios.
+ *
+ *   node_modules/.bin/node bench/build.ts [rounds]
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { BenchBerthd, BenchDockerd, ROOT, median, timeMs } from './lib.ts';
+
+/** One timed build; a build that hangs is killed and reported rather than stalling the run. */
+function timeBuild(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000, killSignal: 'SIGKILL' });
+  const t = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr?.toString()}`);
+  return t;
+}
+
+const ROUNDS = Number(process.argv[2] ?? 5);
+
+const DOCKERFILE = `FROM busybox
+LABEL org.example.bench=build
+ENV APP=/app MODE=bench
+WORKDIR /app
+COPY src/ /app/src/
+RUN mkdir -p /app/out && ls -R src > /app/out/listing
+RUN cat src/*.txt | wc -c > /app/out/size
+RUN chown -R 1000:1000 /app/out && chmod -R go-w /app/out
+ARG VERSION=1.0
+RUN echo "$VERSION" > /app/out/version
+USER 1000
+EXPOSE 8080
+CMD ["cat", "/app/out/listing"]
+`;
+
+function makeContext(): string {
+  const dir = mkdtempSync('/tmp/berth-bench-build-ctx-');
+  writeFileSync(join(dir, 'Dockerfile'), DOCKERFILE);
+  for (let i = 0; i < 20; i++) {
+    const sub = join(dir, 'src', `pkg${i % 4}`);
+    mkdirSync(sub, { recursive: true });
+    writeFileSync(join(sub, `f${i}.txt`), `file ${i}\n`.repeat(50));
+    writeFileSync(join(dir, 'src', `top${i}.txt`), `top ${i}\n`);
+  }
+  return dir;
+}
+
+interface Result { cold: number[]; cached: number[] }
+
+function measure(cmd: string, env: NodeJS.ProcessEnv, ctx: string, prune: () => void): Result {
+  const r: Result = { cold: [], cached: [] };
+  for (let i = 0; i < ROUNDS; i++) {
+    prune();
+    r.cold.push(timeBuild(cmd, ['build', '-t', 'bench:build', ctx], env));
+    r.cached.push(timeBuild(cmd, ['build', '-t', 'bench:build', ctx], env));
+  }
+  return r;
+}
+
+const ctx = makeContext();
+const berth = new BenchBerthd();
+const berthBin = join(ROOT, 'bin', 'berth');
+let dockerd: BenchDockerd | undefined;
+try {
+  await berth.start();
+  const benv = berth.env;
+  const b = measure(berthBin, benv, ctx, () => timeMs(berthBin, ['builder', 'prune', '-f'], benv));
+  const bd = measure('docker', { ...benv, DOCKER_BUILDKIT: '0' }, ctx, () => timeMs(berthBin, ['builder', 'prune', '-f'], benv));
+  let d: Result | undefined;
+  if (BenchDockerd.available()) {
+    dockerd = new BenchDockerd();
+    await dockerd.start();
+    const denv = { ...dockerd.env, DOCKER_BUILDKIT: '0' };
+    // The classic builder's cache is its intermediate images: removing the image and pruning dangling ones empties it.
+    d = measure('docker', denv, ctx, () => {
+      timeMs('sh', ['-c', 'docker rmi -f bench:build >/dev/null 2>&1; docker image prune -f >/dev/null; true'], denv);
+    });
+  }
+  const fmt = (x: number): string => `${x.toFixed(0).padStart(6)} ms`;
+  console.log(`build benchmark: ${DOCKERFILE.trim().split('\n').length} steps, ${ROUNDS} rounds, median`);
+  console.log(`                         cold        cached`);
+  console.log(`berth CLI → berthd    ${fmt(median(b.cold))}   ${fmt(median(b.cached))}`);
+  console.log(`docker CLI → berthd   ${fmt(median(bd.cold))}   ${fmt(median(bd.cached))}`);
+  if (d) {
+    console.log(`docker CLI → dockerd  ${fmt(median(d.cold))}   ${fmt(median(d.cached))}`);
+    console.log(`ratio dockerd/berthd (docker CLI): cold ${(median(d.cold) / median(bd.cold)).toFixed(2)}x, cached ${(median(d.cached) / median(bd.cached)).toFixed(2)}x`);
+    console.log(`ratio dockerd/berthd (berth CLI):  cold ${(median(d.cold) / median(b.cold)).toFixed(2)}x, cached ${(median(d.cached) / median(b.cached)).toFixed(2)}x`);
+  } else {
+    console.log('dockerd not installed: no Docker Engine comparison');
+  }
+} finally {
+  berth.stop();
+  await dockerd?.stop();
+  rmSync(ctx, { recursive: true, force: true });
+}
