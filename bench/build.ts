@@ -25,12 +25,12 @@ const ROUNDS = Number(process.argv[2] ?? 5);
 const DOCKERFILE = `FROM busybox
 LABEL org.example.bench=build
 ENV APP=/app MODE=bench
+ARG VERSION=1.0
 WORKDIR /app
 COPY src/ /app/src/
 RUN mkdir -p /app/out && ls -R src > /app/out/listing
 RUN cat src/*.txt | wc -c > /app/out/size
-RUN chown -R 1000:1000 /app/out && chmod -R go-w /app/out
-ARG VERSION=1.0
+RUN chmod -R go-w /app/out && touch /app/out/done
 RUN echo "$VERSION" > /app/out/version
 USER 1000
 EXPOSE 8080
