@@ -147,17 +147,5 @@ export function containerRoutes(r: Router, engine: Engine): void {
     return HANDLED;
   });
 
-  r.post('/containers/prune', async (ctx) => {
-    const filters = qFilters(ctx.query);
-    const deleted: string[] = [];
-    for (const c of filterContainers(cs.list(), new Map([...filters].filter(([k]) => k === 'label')), (ref) => cs.store.find(ref), engine.imageStore)) {
-      if (c.State.Running || c.State.Status === 'paused') continue;
-      const until = filters.get('until')?.[0];
-      if (until && Date.parse(c.Created) / 1000 >= parseTimeArg(until)) continue;
-      await cs.remove(c.Id);
-      deleted.push(c.Id);
-    }
-    engine.events.emit('container', 'prune', '', { reclaimed: '0' });
-    return { ContainersDeleted: deleted.length ? deleted : null, SpaceReclaimed: 0 };
-  });
+  r.post('/containers/prune', async (ctx) => engine.prune.containersPrune(qFilters(ctx.query)));
 }
