@@ -145,6 +145,8 @@ async function localDestination(path: string): Promise<CopyInfo> {
 export function prepareCopy(src: CopyInfo, dst: CopyInfo): { dir: string; rename: [string, string] | undefined } {
   const [dstDir, dstBase] = splitPathDirEntry(dst.path);
   let srcBase = splitPathDirEntry(src.path)[1];
+  // The root's entries are named "./..." (docker's "/" would match nothing and spill into the parent).
+  if (srcBase === '/') srcBase = '.';
   if (dst.exists && dst.isDir) return { dir: dst.path, rename: undefined };
   if (dst.exists && src.isDir) throw new CliError('cannot copy directory', 1);
   if (!dst.exists && !src.isDir && (hasTrailingSeparator(dst.path) || specifiesCurrentDir(dst.path))) throw new CliError('no such directory', 1);
