@@ -158,13 +158,16 @@ for (const cli of ['berth', 'docker'] as const) {
   test(`${cli}: cp with a running container, - for tar streams, and out of a stopped one`, () => {
     const name = `cp-run-${cli}`;
     // The container waits for the file cp brings in, prints it and writes its own.
-    const r0 = run(['run', '-d', '--name', name, 'busybox', 'sh', '-c', 'while [ ! -f /tmp/go ]; do sleep 0.05; done; cat /tmp/go; echo made-inside > /made; sleep 0.3']);
+    // (A marker, copied after the message: a file being extracted is visible before its contents.)
+    const r0 = run(['run', '-d', '--name', name, 'busybox', 'sh', '-c', 'while [ ! -f /tmp/go ]; do sleep 0.05; done; cat /tmp/msg; echo made-inside > /made; sleep 0.3']);
     assert.equal(r0.code, 0, r0.stderr);
     const tar = execFileSync('tar', ['-C', host, '-c', 'file.txt']);
     let r = run(['cp', '-', `${name}:/tmp`], tar);
     assert.equal(r.code, 0, r.stderr);
-    writeFileSync(join(d.dir, `go-${cli}`), 'go now\n');
-    r = run(['cp', join(d.dir, `go-${cli}`), `${name}:/tmp/go`]);
+    writeFileSync(join(d.dir, `msg-${cli}`), 'go now\n');
+    r = run(['cp', join(d.dir, `msg-${cli}`), `${name}:/tmp/msg`]);
+    assert.equal(r.code, 0, r.stderr);
+    r = run(['cp', join(d.dir, `msg-${cli}`), `${name}:/tmp/go`]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(run(['wait', name]).stdout.trim(), '0');
     assert.equal(run(['logs', name]).stdout, 'go now\n');
