@@ -101,7 +101,7 @@ async function* packChildren(fs: ScopedFs, dir: DirRef, prefix: string, links: L
   }
   names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   for (const n of names) {
-    const name = prefix ? `${prefix}/${n}` : n;
+    const name = prefix ? (prefix.endsWith('/') ? `${prefix}${n}` : `${prefix}/${n}`) : n;
     const st = await fs.lstatChild(dir, n);
     if (!st) continue;
     if (st.isDirectory()) {

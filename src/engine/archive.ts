@@ -284,8 +284,9 @@ export class ArchiveService {
         throw err;
       }
       // Entries are named after the path asked for: "etc/..." for /etc,
-      // "./..." for /etc/. , the link's own name for a followed symlink.
-      const base = basename(abs) === '/' ? '.' : basename(abs);
+      // "./..." for /etc/. , the link's own name for a final symlink.
+      // The root is archived as "/" and "/bin", ..., as docker names it.
+      const base = basename(abs);
       const events = this.events;
       const rec = a.rec;
       async function* body(): AsyncGenerator<Buffer> {

@@ -126,6 +126,10 @@ for (const cli of ['berth', 'docker'] as const) {
     writeFileSync(join(out, 'existing'), 'old');
     assert.equal(run(['cp', `${name}:/tmp/file.txt`, join(out, 'existing')]).code, 0);
     assert.equal(readFileSync(join(out, 'existing'), 'utf8'), 'hello from the host\n');
+    // The whole root, into a new directory.
+    assert.equal(run(['cp', `${name}:/`, join(out, 'rootfs')]).code, 0);
+    assert.ok(existsSync(join(out, 'rootfs', 'bin', 'busybox')));
+    assert.ok(existsSync(join(out, 'rootfs', 'tmp', 'file.txt')));
     run(['rm', name]);
     noTempMounts();
   });

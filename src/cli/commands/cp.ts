@@ -145,8 +145,6 @@ async function localDestination(path: string): Promise<CopyInfo> {
 export function prepareCopy(src: CopyInfo, dst: CopyInfo): { dir: string; rename: [string, string] | undefined } {
   const [dstDir, dstBase] = splitPathDirEntry(dst.path);
   let srcBase = splitPathDirEntry(src.path)[1];
-  // The root's entries are named "./..." (docker's "/" would match nothing and spill into the parent).
-  if (srcBase === '/') srcBase = '.';
   if (dst.exists && dst.isDir) return { dir: dst.path, rename: undefined };
   if (dst.exists && src.isDir) throw new CliError('cannot copy directory', 1);
   if (!dst.exists && !src.isDir && (hasTrailingSeparator(dst.path) || specifiesCurrentDir(dst.path))) throw new CliError('no such directory', 1);
@@ -157,6 +155,8 @@ export function prepareCopy(src: CopyInfo, dst: CopyInfo): { dir: string; rename
 function renamer(rename: [string, string] | undefined): ((name: string) => string) | undefined {
   if (!rename) return undefined;
   const [from, to] = rename;
+  // The root's entries are "/", "/bin", ...: every name gets the new base in front.
+  if (from === '/') return (name) => to + name;
   return (name) => (name === from || name.startsWith(`${from}/`) ? to + name.slice(from.length) : name);
 }
 
