@@ -191,6 +191,12 @@ for (const cli of ['berth', 'docker'] as const) {
     const r = run(['cp', `${name}:/etc/hostname`, '-']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`box-${cli}`));
+    // A running container exports through its own mount.
+    const file = join(d.dir, `export-running-${cli}.tar`);
+    assert.equal(run(['export', '-o', file, name]).code, 0);
+    assert.ok(execFileSync('tar', ['-tf', file]).toString().split('\n').includes('bin/busybox'));
+    const evs = run(['events', '--since', '60s', '--until', String(Math.ceil(Date.now() / 1000) + 1), '--filter', `container=${name}`, '--filter', 'event=archive-path', '--filter', 'event=export', '--format', '{{.Action}}']);
+    assert.equal(evs.stdout, 'archive-path\nexport\n');
     run(['rm', '-f', name]);
   });
 
