@@ -22,6 +22,9 @@ const LOADERS: Record<string, Loader> = {
   system: () => import('./commands/system.ts'),
   build: () => import('./commands/build.ts'),
   commit: () => import('./commands/commit.ts'),
+  cp: () => import('./commands/cp.ts'),
+  data: () => import('./commands/data.ts'),
+  events: () => import('./commands/events.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -32,15 +35,16 @@ const MODULES: Record<string, string> = {
   images: 'images', rmi: 'images', tag: 'images', history: 'images', import: 'images', load: 'images', save: 'images',
   version: 'system', info: 'system',
   'container inspect': 'inspect', 'image inspect': 'inspect',
-  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
+  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
+  cp: 'cp', export: 'data', diff: 'data', 'system df': 'data', events: 'events',
   build: 'build', 'builder prune': 'build', commit: 'commit',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune', commit: 'commit' },
+  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune', commit: 'commit' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune', build: 'build' },
-  system: { info: 'info', prune: 'system prune' },
+  system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
   builder: { build: 'build', prune: 'builder prune' },
 };
 
@@ -74,8 +78,9 @@ Management Commands:
   system      Manage berth
 
 Commands:
-  attach, build, commit, create, history, import, kill, load, rename,
-  restart, rm, rmi, save, start, stop, tag, wait
+  attach, build, commit, cp, create, diff, events, export, history,
+  import, kill, load, rename, restart, rm, rmi, save, start, stop, tag,
+  wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)
