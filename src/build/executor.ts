@@ -573,7 +573,7 @@ export class Executor {
         release = res.release;
         if (res.exitCode !== 0) throw new BuildFailure(`The command '${args.join(' ')}' returned a non-zero code: ${res.exitCode}`);
         await this.dropMountpoints(res.upper, lowers, ['/proc', '/sys', '/dev', '/etc/hosts', '/etc/hostname', '/etc/resolv.conf', ...oci.map((m) => m.destination)]);
-        const snap = await snapshotLayer(this.engine.layers, res.upper, topChain(st.config));
+        const snap = await snapshotLayer(this.engine.layers, res.upper, topChain(st.config), { move: true });
         return childConfig(st.config, { run, createdBy, diffId: snap.diffId });
       } finally {
         await release?.();
@@ -795,7 +795,7 @@ export class Executor {
         await mkdir(stageDir, { mode: 0o755 });
         try {
           await copyInto({ stage: stageDir, lowerTopFirst: lowers, dest, chown, chmod, unpack: cmd === 'ADD', ignore: fromContext ? this.req.ignore : undefined }, sources, isDir);
-          const snap = await snapshotLayer(this.engine.layers, stageDir, topChain(st.config));
+          const snap = await snapshotLayer(this.engine.layers, stageDir, topChain(st.config), { move: true });
           return childConfig(st.config, { run, createdBy, diffId: snap.diffId });
         } finally {
           await removeTree(stageDir);
@@ -848,4 +848,3 @@ async function resolveChown(lowers: string[], spec: string): Promise<{ uid: numb
   }
   return { uid, gid };
 }
-

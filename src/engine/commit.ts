@@ -38,10 +38,13 @@ export function topChain(config: ImageConfig): string | null {
 /**
  * Store the changes in `dir` (overlay upper form: whiteout devices, opaque
  * xattrs) as a layer on top of `parent`. An empty directory yields no layer.
+ * With `move` the directory itself becomes the layer (a commit of a live
+ * container copies instead).
  */
-export async function snapshotLayer(layers: LayerStore, dir: string, parentChain: string | null): Promise<Snapshot> {
+export async function snapshotLayer(layers: LayerStore, dir: string, parentChain: string | null, opts: { move?: boolean } = {}): Promise<Snapshot> {
   if ((await readdir(dir)).length === 0) return { diffId: null, chainId: parentChain };
-  const meta = await layers.add(parentChain, diffLayer(dir));
+  // A directory nobody needs afterwards (a finished build step's) becomes the layer as it is.
+  const meta = opts.move ? await layers.adopt(parentChain, dir) : await layers.add(parentChain, diffLayer(dir));
   if (meta.diffId === EMPTY_TAR_DIFF_ID) return { diffId: null, chainId: parentChain };
   return { diffId: meta.diffId, chainId: meta.chainId };
 }
