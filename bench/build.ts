@@ -8,17 +8,7 @@
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { BenchBerthd, BenchDockerd, ROOT, median, timeMs } from './lib.ts';
-
-/** One timed build; a build that hangs is killed and reported rather than stalling the run. */
-function timeBuild(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000, killSignal: 'SIGKILL' });
-  const t = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr?.toString()}`);
-  return t;
-}
+import { BenchBerthd, BenchDockerd, Hung, ROOT, median, timeMs } from './lib.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
 
@@ -49,14 +39,22 @@ function makeContext(): string {
   return dir;
 }
 
-interface Result { cold: number[]; cached: number[] }
+interface Result { cold: number[]; cached: number[]; hung: number }
 
+/** Rounds of (empty the cache, cold build, cached build); a build that hangs is killed after 60 s and counted apart. */
 function measure(cmd: string, env: NodeJS.ProcessEnv, ctx: string, prune: () => void): Result {
-  const r: Result = { cold: [], cached: [] };
+  const r: Result = { cold: [], cached: [], hung: 0 };
   for (let i = 0; i < ROUNDS; i++) {
-    prune();
-    r.cold.push(timeBuild(cmd, ['build', '-t', 'bench:build', ctx], env));
-    r.cached.push(timeBuild(cmd, ['build', '-t', 'bench:build', ctx], env));
+    try {
+      prune();
+      const cold = timeMs(cmd, ['build', '-t', 'bench:build', ctx], env, 60_000);
+      const cached = timeMs(cmd, ['build', '-t', 'bench:build', ctx], env, 60_000);
+      r.cold.push(cold);
+      r.cached.push(cached);
+    } catch (err) {
+      if (!(err instanceof Hung)) throw err;
+      r.hung++;
+    }
   }
   return r;
 }
@@ -84,8 +82,10 @@ try {
       const denv = { ...dockerd.env, DOCKER_BUILDKIT: '0' };
       // The classic builder's cache is its intermediate images: removing the image and pruning dangling ones empties it.
       const d = measure('docker', denv, ctx, () => {
-        timeMs('sh', ['-c', 'docker rmi -f bench:build >/dev/null 2>&1; docker image prune -f >/dev/null; true'], denv);
+        timeMs('sh', ['-c', 'docker rmi -f bench:build >/dev/null 2>&1; docker image prune -f >/dev/null; true'], denv, 60_000);
       });
+      if (d.hung) console.log(`Docker Engine hung in ${d.hung} of ${ROUNDS} rounds (killed after 60 s, not counted)`);
+      if (!d.cold.length) throw new Error('no Docker Engine round finished');
       console.log(`docker CLI → dockerd  ${fmt(median(d.cold))}   ${fmt(median(d.cached))}`);
       console.log(`dockerd/berthd (docker CLI both): cold ${(median(d.cold) / median(bd.cold)).toFixed(2)}x, cached ${(median(d.cached) / median(bd.cached)).toFixed(2)}x`);
       console.log(`dockerd/berthd (each its own CLI): cold ${(median(d.cold) / median(b.cold)).toFixed(2)}x, cached ${(median(d.cached) / median(b.cached)).toFixed(2)}x`);

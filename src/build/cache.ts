@@ -13,6 +13,7 @@ import type { LayerStore } from '../image/layer-store.ts';
 import { chainIds } from '../image/layer-store.ts';
 import type { ImageConfig } from '../image/types.ts';
 import type { ImageStore } from '../image/image-store.ts';
+import type { BuildCacheUsage } from '../engine/df.ts';
 import { ensureDir, readJson, removeTree, writeJsonAtomic } from '../util/fsutil.ts';
 
 export function stepKey(parent: string, parts: unknown[]): string {
@@ -58,6 +59,35 @@ export class BuildCache {
     const d = join(this.mountsDir, createHash('sha256').update(id).digest('hex'));
     await ensureDir(d, 0o755);
     return d;
+  }
+
+  /** The cache as `system df` lists it: one record per step that made a layer, and each cache mount. */
+  async usage(images: ImageStore): Promise<BuildCacheUsage[]> {
+    const used = new Set<string>();
+    for (const { config } of images.all()) for (const c of chainIds(config.rootfs.diff_ids)) used.add(c);
+    const out: BuildCacheUsage[] = [];
+    for (const f of await readdir(this.dir)) {
+      if (!f.endsWith('.json')) continue;
+      const e = await readJson<Entry>(join(this.dir, f));
+      const last = e?.config.history?.[e.config.history.length - 1];
+      if (!e || !last || last.empty_layer) continue;
+      const chains = chainIds(e.config.rootfs.diff_ids);
+      const top = chains[chains.length - 1];
+      const meta = top ? await this.layers.get(top) : undefined;
+      if (!meta) continue;
+      out.push({
+        ID: f.slice(0, 25), Parents: null, Type: 'regular', Description: last.created_by ?? '', InUse: false,
+        Shared: used.has(top!), Size: meta.size, CreatedAt: e.createdAt, LastUsedAt: null, UsageCount: 0,
+      });
+    }
+    for (const m of await readdir(this.mountsDir)) {
+      const st = await stat(join(this.mountsDir, m));
+      out.push({
+        ID: m.slice(0, 25), Parents: null, Type: 'exec.cachemount', Description: 'cached mount', InUse: false,
+        Shared: false, Size: await dirSize(join(this.mountsDir, m)), CreatedAt: st.birthtime.toISOString(), LastUsedAt: null, UsageCount: 0,
+      });
+    }
+    return out;
   }
 
   /**

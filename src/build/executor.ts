@@ -43,6 +43,8 @@ export interface BuildRequest {
   network: BuildNetwork;
   secrets: Map<string, Buffer>;
   ignore?: DockerIgnore;
+  /** Aborted when the client goes away: the build stops before its next step. */
+  signal?: AbortSignal;
 }
 
 export interface BuildSink {
@@ -348,6 +350,7 @@ export class Executor {
 
   private async step(stage: Stage, st: State, ins: Instruction, trigger: boolean): Promise<void> {
     const si = stage.index;
+    if (this.req.signal?.aborted) throw new BuildFailure('build cancelled: the client went away');
     if (!trigger) this.stepHeader(si, ins);
     else this.write(si, `Step ${ins.original}\n`);
     try {

@@ -29,6 +29,7 @@ export interface BuildParams {
   noCache: boolean;
   network: BuildNetwork;
   secrets: Map<string, Buffer>;
+  signal?: AbortSignal;
 }
 
 export class BuildService {
@@ -47,6 +48,7 @@ export class BuildService {
   async init(): Promise<void> {
     await this.cache.init();
     await this.runner.init();
+    this.engine.df.buildCache = () => this.cache.usage(this.engine.imageStore);
     // Contexts and staging directories of builds a crash interrupted.
     await removeTree(this.tmp);
     await ensureDir(this.tmp, 0o700);
@@ -96,6 +98,7 @@ export class BuildService {
         network: p.network,
         secrets: p.secrets,
         ignore,
+        signal: p.signal,
       }, sink, join(this.engine.layers.root, 'empty'));
       const id = await ex.run();
       for (const t of p.tags) await this.engine.images.tag(id, t);

@@ -401,3 +401,29 @@ test('independent stages build at the same time', () => {
   assert.deepEqual(steps, [1, 2, 3, 4, 5, 6, 7]);
   rmSync(join(work, 'parallel'), { recursive: true, force: true });
 });
+
+test('system df lists the build cache; a client that hangs up cancels the build', async () => {
+  const dir = ctx('df', { Dockerfile: 'FROM busybox\nRUN --mount=type=cache,target=/c echo x > /c/x && echo layer > /layer\n' });
+  assert.equal(d.berth(['build', '-t', 'dfimg', dir]).code, 0);
+  const df = d.docker(['system', 'df', '-v', '--format', '{{json .BuildCache}}']);
+  assert.equal(df.code, 0, df.stderr);
+  const cache = JSON.parse(df.stdout) as Array<{ CacheType: string }>;
+  assert.ok(cache.some((c) => c.CacheType === 'regular'), df.stdout);
+  assert.ok(cache.some((c) => c.CacheType === 'exec.cachemount'), df.stdout);
+
+  const slow = ctx('cancel', { Dockerfile: 'FROM busybox\nRUN sleep 2\nRUN echo after > /after\n' });
+  const p = d.spawn('berth', ['build', '--no-cache', '-t', 'cancelled', slow]);
+  let out = '';
+  await new Promise<void>((resolve) => {
+    p.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('Running in')) resolve();
+    });
+  });
+  p.kill('SIGKILL');
+  // The running step finishes on its own; nothing after it runs and nothing stays.
+  for (let i = 0; i < 100 && readdirSync(join(d.dataRoot, 'build', 'run')).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.notEqual(d.berth(['image', 'inspect', 'cancelled']).code, 0);
+  assertClean();
+});

@@ -38,6 +38,10 @@ export function buildRoutes(r: Router, engine: Engine): void {
       }
     }
     const net = q.get('networkmode') || 'default';
+    // A client that hangs up (Ctrl-C) cancels the build at its next step.
+    const ac = new AbortController();
+    let finished = false;
+    ctx.res.once('close', () => { if (!finished) ac.abort(); });
     const params = {
       dockerfile: q.get('dockerfile') || 'Dockerfile',
       tags: q.getAll('t').filter(Boolean),
@@ -47,6 +51,7 @@ export function buildRoutes(r: Router, engine: Engine): void {
       noCache: qBool(q, 'nocache'),
       network: (net === 'bridge' ? 'default' : net) as BuildNetwork,
       secrets,
+      signal: ac.signal,
     };
     engine.builder.validate(params);
     const quiet = qBool(q, 'q');
@@ -63,8 +68,10 @@ export function buildRoutes(r: Router, engine: Engine): void {
         o.send({ stream: `Successfully built ${id.slice(7, 19)}\n` });
         for (const t of params.tags) o.send({ stream: `Successfully tagged ${familiarString(withDefaultTag(parseReference(t)))}\n` });
       }
+      finished = true;
       o.end();
     } catch (err) {
+      finished = true;
       if (!out) throw err;
       const message = errorMessage(err);
       const code = /returned a non-zero code: (\d+)$/.exec(message)?.[1];
