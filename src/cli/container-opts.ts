@@ -54,7 +54,7 @@ export const RUN_ONLY_FLAGS: FlagSpec[] = [
   { name: 'sig-proxy', type: 'bool', description: 'Proxy received signals to the process', default: true },
 ];
 
-function parseEnvFile(path: string): string[] {
+export function parseEnvFile(path: string): string[] {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -71,7 +71,7 @@ function parseEnvFile(path: string): string[] {
 }
 
 /** `-e FOO` without a value takes FOO from the client's environment (or drops it). */
-function expandEnv(e: string): string {
+export function expandEnv(e: string): string {
   if (e.includes('=')) return e;
   const v = process.env[e];
   return v === undefined ? e : `${e}=${v}`;

@@ -20,6 +20,8 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  exec: () => import('./commands/exec.ts'),
+  top: () => import('./commands/top.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -29,13 +31,14 @@ const MODULES: Record<string, string> = {
   ps: 'ps', logs: 'logs', inspect: 'inspect',
   images: 'images', rmi: 'images', tag: 'images', history: 'images', import: 'images', load: 'images', save: 'images',
   version: 'system', info: 'system',
+  exec: 'exec', top: 'top',
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
+  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', exec: 'exec', top: 'top', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
   system: { info: 'info', prune: 'system prune' },
 };
@@ -56,6 +59,7 @@ A Docker-compatible container engine
 
 Common Commands:
   run         Create and run a new container from an image
+  exec        Execute a command in a running container
   ps          List containers
   images      List images
   logs        Fetch the logs of a container
@@ -70,7 +74,7 @@ Management Commands:
 
 Commands:
   attach, create, history, import, kill, load, rename, restart, rm, rmi,
-  save, start, stop, tag, wait
+  save, start, stop, tag, top, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)

@@ -79,7 +79,8 @@ export class ContainerService {
   private readonly layers: LayerStore;
   private readonly events: EventBus;
   private hostResolv = '';
-  private readonly launcher: MonitorLauncher;
+  /** Starts monitors; the exec service uses it too. */
+  readonly launcher: MonitorLauncher;
 
   constructor(cfg: DaemonConfig, images: ImageStore, layers: LayerStore, events: EventBus) {
     this.cfg = cfg;

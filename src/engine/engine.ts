@@ -7,6 +7,7 @@ import { ContainerService } from './containers.ts';
 import { EventBus } from './events.ts';
 import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
+import { ExecService } from './exec.ts';
 import { ensureDir } from '../util/fsutil.ts';
 
 /** All of berthd's services, wired together once. API handlers reach them through this. */
@@ -19,6 +20,7 @@ export class Engine {
   readonly containers: ContainerService;
   readonly images: ImageService;
   readonly system: SystemService;
+  readonly execs: ExecService;
 
   constructor(cfg: DaemonConfig) {
     this.cfg = cfg;
@@ -28,6 +30,7 @@ export class Engine {
     this.containers = new ContainerService(cfg, this.imageStore, this.layers, this.events);
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
+    this.execs = new ExecService(cfg, this.containers, this.events);
   }
 
   async init(): Promise<void> {
@@ -38,5 +41,6 @@ export class Engine {
     await this.layers.init();
     await this.imageStore.init();
     await this.containers.init();
+    await this.execs.init();
   }
 }

@@ -2,6 +2,8 @@ import type { Router } from '../router.ts';
 import { HANDLED, qBool, qFilters, qInt, reply, versionAtLeast } from '../router.ts';
 import { readJsonBody, commonHeaders } from '../server.ts';
 import { frame, hijack } from '../streams.ts';
+import { connectInput } from '../attach-stream.ts';
+import { checkDetachKeys } from './exec.ts';
 import type { Engine } from '../../engine/engine.ts';
 import type { CreateRequest } from '../../engine/container-create.ts';
 import type { AttachSink } from '../../engine/containers.ts';
@@ -32,7 +34,7 @@ export function containerRoutes(r: Router, engine: Engine): void {
   r.get('/containers/{id}/json', (ctx) => {
     const rec = cs.find(ctx.params.id!);
     const { berth: _own, ...inspect } = rec;
-    const out: Record<string, unknown> = { ...inspect, GraphDriver: { Name: 'overlay2', Data: { UpperDir: `${cs.store.dir(rec.Id)}/upper`, WorkDir: `${cs.store.dir(rec.Id)}/work`, MergedDir: `${cs.store.dir(rec.Id)}/rootfs` } } };
+    const out: Record<string, unknown> = { ...inspect, ExecIDs: engine.execs.idsFor(rec.Id), GraphDriver: { Name: 'overlay2', Data: { UpperDir: `${cs.store.dir(rec.Id)}/upper`, WorkDir: `${cs.store.dir(rec.Id)}/work`, MergedDir: `${cs.store.dir(rec.Id)}/rootfs` } } };
     if (!versionAtLeast(ctx, '1.45')) {
       // Older clients expect the image name in Config.Image exactly as given.
       out.Config = rec.Config;
@@ -97,6 +99,7 @@ export function containerRoutes(r: Router, engine: Engine): void {
     const rec = cs.find(ctx.params.id!);
     const q = ctx.query;
     const tty = rec.Config.Tty;
+    const detachKeys = checkDetachKeys(q.get('detachKeys'));
     const stream = hijack(ctx, tty);
     const sink: AttachSink = {
       stdout: qBool(q, 'stdout'),
@@ -105,10 +108,7 @@ export function containerRoutes(r: Router, engine: Engine): void {
       end: () => stream.end(),
     };
     const handle = await cs.attach(rec.Id, sink, { stdin: qBool(q, 'stdin'), logs: qBool(q, 'logs'), stream: qBool(q, 'stream') });
-    if (qBool(q, 'stdin') && stream.input) {
-      stream.input.on('data', (d: Buffer) => handle.stdin(d));
-      stream.input.on('end', () => handle.closeStdin());
-    }
+    connectInput(stream.input, handle, { stdin: qBool(q, 'stdin'), tty, detachKeys, end: () => { handle.detach(); stream.end(); } });
     stream.onClose(() => handle.detach());
     return HANDLED;
   });
