@@ -63,7 +63,8 @@ export const commands: Command[] = [
       }
       const sock = await ctx.client.hijack(`/exec/${id}/start`, undefined, { Detach: false, Tty: tty, ConsoleSize: consoleSize });
       const how = await pumpStreams(ctx.client, sock, { stdin: interactive, stdout: true, stderr: true, tty, detachKeys: f.str('detach-keys'), resizePath: `/exec/${id}/resize` });
-      if (how === 'detached') return 0;
+      // docker exec reports a detach as an error, status 1 (the process keeps running).
+      if (how === 'detached') throw new CliError('read escape sequence', 1);
       const st = await ctx.client.get<ExecInspect>(`/exec/${id}/json`);
       return st.ExitCode ?? 0;
     },
