@@ -4,6 +4,8 @@
  * capture-pane. kill() removes the server and everything it started.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 export class Tmux {
   readonly name: string;
@@ -70,6 +72,8 @@ export class Tmux {
 
   kill(): void {
     spawnSync('tmux', ['-L', this.name, 'kill-server'], { stdio: 'ignore' });
+    // The server leaves its socket file behind.
+    rmSync(join(process.env.TMUX_TMPDIR ?? '/tmp', `tmux-${process.getuid?.() ?? 0}`, this.name), { force: true });
   }
 }
 
