@@ -165,12 +165,12 @@ export class ExecService {
   // ---------------------------------------------------------------- start
 
   /** Checks that start would be accepted; the API calls this before it takes over the connection. */
-  checkStart(id: string): { tty: boolean; detachKeys: string; containerId: string } {
+  checkStart(id: string): { tty: boolean; openStdin: boolean; detachKeys: string; containerId: string } {
     const e = this.get(id);
     if (e.running) throw conflict(`Error: Exec command ${id} is already running`);
     if (e.started) throw conflict(`Error: Exec command ${id} has already run`);
     this.mustBeRunning(this.containers.find(e.containerId));
-    return { tty: e.tty, detachKeys: e.detachKeys, containerId: e.containerId };
+    return { tty: e.tty, openStdin: e.openStdin, detachKeys: e.detachKeys, containerId: e.containerId };
   }
 
   /**

@@ -140,6 +140,10 @@ for (const cli of ['berth', 'docker'] as const) {
     // stdin, and its end reaching the process (EOF).
     const cat = run(['exec', '-i', name, 'sh', '-c', 'wc -l; echo eof'], 'a\nb\nc\n');
     assert.equal(cat.stdout.replace(/ +/g, ''), '3\neof\n');
+    // -t without -i: a terminal, output through it (\r\n), nothing read from stdin.
+    const t = run(['exec', '-t', name, 'sh', '-c', 'tty; echo $TERM']);
+    assert.equal(t.code, 0, t.stderr);
+    assert.match(t.stdout, /^\/dev\/pts\/\d+\r\nxterm\r\n$/);
     // Without -i the process reads nothing.
     assert.equal(run(['exec', name, 'sh', '-c', 'cat; echo none'], 'ignored\n').stdout, 'none\n');
   });

@@ -60,7 +60,7 @@ export function execRoutes(r: Router, engine: Engine): void {
       end: () => stream.end(),
     };
     const handle = execs.attach(id, sink);
-    connectInput(stream.input, handle, { stdin: true, tty, detachKeys: info.detachKeys, end: () => stream.end() });
+    connectInput(stream.input, handle, { stdin: info.openStdin, tty, detachKeys: info.detachKeys, end: () => stream.end() });
     stream.onClose(() => handle.detach());
     // A failure is reported into the stream (the engine writes it there) and in the exit code.
     await execs.start(id, { consoleSize: body.ConsoleSize }).catch(() => undefined);
