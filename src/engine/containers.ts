@@ -28,7 +28,7 @@ import { MonitorLauncher } from '../runtime/launcher.ts';
 import { computeCapabilities } from '../runtime/capabilities.ts';
 import { parseSignal } from '../util/signals.ts';
 import { conflict, invalid, notModified, BerthError, errorMessage } from '../util/errors.ts';
-import { ensureDir, removeTree } from '../util/fsutil.ts';
+import { dirSize, ensureDir, removeTree } from '../util/fsutil.ts';
 import { newId, randomName } from '../util/ids.ts';
 import { log } from '../util/log.ts';
 import type { DaemonConfig } from '../daemon/config.ts';
@@ -167,6 +167,12 @@ export class ContainerService {
 
   list(): ContainerRecord[] {
     return this.store.all();
+  }
+
+  /** docker's SizeRw (the container's own writes) and SizeRootFs (those plus the image). */
+  async sizes(rec: ContainerRecord): Promise<{ SizeRw: number; SizeRootFs: number }> {
+    const [rw, image] = await Promise.all([dirSize(join(this.store.dir(rec.Id), 'upper')), this.images.size(rec.Image).catch(() => 0)]);
+    return { SizeRw: rw, SizeRootFs: rw + image };
   }
 
   find(ref: string): ContainerRecord {

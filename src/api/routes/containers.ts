@@ -21,7 +21,9 @@ export function containerRoutes(r: Router, engine: Engine): void {
     if (!all && limit <= 0) recs = recs.filter((c) => c.State.Running || c.State.Status === 'restarting' || c.State.Status === 'paused');
     recs.sort((a, b) => (a.Created < b.Created ? 1 : a.Created > b.Created ? -1 : 0));
     if (limit > 0) recs = recs.slice(0, limit);
-    return recs.map((c) => summary(c, engine.imageStore));
+    const out = recs.map((c) => summary(c, engine.imageStore));
+    if (!qBool(ctx.query, 'size')) return out;
+    return Promise.all(out.map(async (s, i) => ({ ...s, ...(await cs.sizes(recs[i]!)) })));
   });
 
   r.post('/containers/create', async (ctx) => {
@@ -31,10 +33,11 @@ export function containerRoutes(r: Router, engine: Engine): void {
     return reply(201, res);
   });
 
-  r.get('/containers/{id}/json', (ctx) => {
+  r.get('/containers/{id}/json', async (ctx) => {
     const rec = cs.find(ctx.params.id!);
     const { berth: _own, ...inspect } = rec;
     const out: Record<string, unknown> = { ...inspect, ExecIDs: engine.execs.idsFor(rec.Id), GraphDriver: { Name: 'overlay2', Data: { UpperDir: `${cs.store.dir(rec.Id)}/upper`, WorkDir: `${cs.store.dir(rec.Id)}/work`, MergedDir: `${cs.store.dir(rec.Id)}/rootfs` } } };
+    if (qBool(ctx.query, 'size')) Object.assign(out, await cs.sizes(rec));
     if (!versionAtLeast(ctx, '1.45')) {
       // Older clients expect the image name in Config.Image exactly as given.
       out.Config = rec.Config;
