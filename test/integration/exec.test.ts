@@ -374,8 +374,16 @@ function monitorsOf(cid: string): boolean {
   return r.stdout.trim() !== '';
 }
 
-test('run -it refuses to start without a terminal on stdin', () => {
+test('run -it and attach refuse a TTY container without a terminal on stdin', () => {
   const r = d.berth(['run', '-it', 'busybox', 'true'], '');
   assert.equal(r.code, 1);
   assert.match(r.stderr, /the input device is not a TTY/);
+  assert.equal(d.berth(['run', '-dit', '--name', 'notty', 'busybox', 'sh']).code, 0);
+  for (const cli of ['berth', 'docker'] as const) {
+    const a = cli === 'berth' ? d.berth(['attach', 'notty'], '') : d.docker(['attach', 'notty'], '');
+    assert.equal(a.code, 1);
+    assert.match(a.stderr, /the input device is not a TTY/);
+  }
+  assert.equal(d.berth(['inspect', '-f', '{{.State.Running}}', 'notty']).stdout.trim(), 'true');
+  assert.equal(d.berth(['rm', '-f', 'notty']).code, 0);
 });

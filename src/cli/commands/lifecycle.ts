@@ -50,6 +50,7 @@ export const commands: Command[] = [
         if (args.length > 1) throw new CliError('you cannot start and attach multiple containers at once', 1);
         checkDetachKeysFlag(f.str('detach-keys'));
         const c = await ctx.client.get<InspectLite>(`/containers/${encodeURIComponent(args[0]!)}/json`);
+        if (f.bool('interactive') && c.Config.Tty && !process.stdin.isTTY) throw new CliError('the input device is not a TTY', 1);
         const o = { stdin: f.bool('interactive') && c.Config.OpenStdin, stdout: true, stderr: true, tty: c.Config.Tty, detachKeys: f.str('detach-keys') };
         const sock = await openAttach(ctx.client, c.Id, o);
         const waitRes = await ctx.client.raw('POST', `/containers/${c.Id}/wait`, { query: { condition: 'next-exit' } });
@@ -156,6 +157,7 @@ export const commands: Command[] = [
     async run(ctx, f, args) {
       const c = await ctx.client.get<InspectLite>(`/containers/${encodeURIComponent(args[0]!)}/json`);
       if (!c.State.Running) throw new CliError('You cannot attach to a stopped container, start it first', 1);
+      if (!f.bool('no-stdin') && c.Config.Tty && !process.stdin.isTTY) throw new CliError('the input device is not a TTY', 1);
       checkDetachKeysFlag(f.str('detach-keys'));
       const o = { stdin: !f.bool('no-stdin') && c.Config.OpenStdin, stdout: true, stderr: true, tty: c.Config.Tty, detachKeys: f.str('detach-keys') };
       const sock = await openAttach(ctx.client, c.Id, o);
