@@ -193,7 +193,12 @@ export class ExecService {
         else e.pendingStdinClose = true;
       },
       detach: () => {
-        e.sinks.delete(sink);
+        if (!e.sinks.delete(sink)) return;
+        // The client is gone: nothing more will come for stdin (docker closes it too; a pty has no end to close).
+        if (e.openStdin && !e.tty && e.sinks.size === 0) {
+          if (e.conn) e.conn.closeStdin();
+          else e.pendingStdinClose = true;
+        }
       },
     };
   }

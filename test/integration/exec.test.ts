@@ -58,9 +58,9 @@ function api(method: string, path: string, body?: unknown): Promise<{ status: nu
 }
 
 /** POST with Upgrade: tcp, as the docker CLI does; resolves with the raw socket after 101. */
-function hijack(path: string, body: unknown): Promise<{ sock: Socket; head: string; rest: Buffer }> {
+function hijack(path: string, body: unknown, overTcp = false): Promise<{ sock: Socket; head: string; rest: Buffer }> {
   return new Promise((resolve, reject) => {
-    const sock = connect(d.socket);
+    const sock = overTcp ? connect(tcpPort, '127.0.0.1') : connect(d.socket);
     const data = Buffer.from(JSON.stringify(body));
     sock.on('connect', () => {
       sock.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: ${data.length}\r\n\r\n`);
@@ -263,6 +263,16 @@ test('exec start over a hijacked stream: 8-byte framing, stdin half-close reachi
   assert.equal(out, 'to-out\ntyped\nafter-eof\n');
   assert.equal(err, 'to-err\n');
   assert.equal((await api('GET', `/exec/${body.Id}/json`)).body.ExitCode, 0);
+});
+
+test('an exec whose client vanishes (connection reset) gets end of input', async () => {
+  const { body } = await api('POST', '/containers/exapi/exec', { Cmd: ['sh', '-c', 'cat; echo stdin-closed'], AttachStdin: true, AttachStdout: true });
+  // Over TCP, where a connection can end with a reset (no FIN, so no half-close seen).
+  const { sock } = await hijack(`/exec/${body.Id}/start`, { Detach: false, Tty: false }, true);
+  await pollExec(body.Id, (b) => b.Running && b.Pid > 0);
+  sock.resetAndDestroy();
+  const done = await pollExec(body.Id, (b) => !b.Running);
+  assert.equal(done.ExitCode, 0);
 });
 
 test('exec with a TTY: raw stream, resize seen by the process, exit code', async () => {
