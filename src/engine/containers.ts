@@ -542,6 +542,11 @@ export class ContainerService {
       },
       detach: () => {
         l.sinks.delete(sink);
+        // A StdinOnce client that went away (even without a half-close) ends stdin, as docker does.
+        if (stdinOpen && rec.Config.StdinOnce && !rec.Config.Tty) {
+          if (l.conn) l.conn.closeStdin();
+          else l.pendingStdinClose = true;
+        }
         if (l.conn) l.conn.subscribe([...l.sinks].some((s) => s.stdout), [...l.sinks].some((s) => s.stderr));
         else if (l.sinks.size === 0 && !l.starting && !rec.State.Running) this.live.delete(rec.Id);
       },

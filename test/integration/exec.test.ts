@@ -275,6 +275,17 @@ test('an exec whose client vanishes (connection reset) gets end of input', async
   assert.equal(done.ExitCode, 0);
 });
 
+test('a run -i whose attach client vanishes gets end of input (StdinOnce)', async () => {
+  const created = await api('POST', '/containers/create?name=stdinonce', { Image: 'busybox', Cmd: ['sh', '-c', 'cat; exit 11'], OpenStdin: true, StdinOnce: true, AttachStdin: true });
+  assert.equal(created.status, 201);
+  const { sock } = await hijack('/containers/stdinonce/attach?stream=1&stdin=1&stdout=1&stderr=1', {}, true);
+  assert.equal((await api('POST', '/containers/stdinonce/start')).status, 204);
+  sock.resetAndDestroy();
+  const waited = await api('POST', '/containers/stdinonce/wait');
+  assert.equal(waited.body.StatusCode, 11);
+  assert.equal((await api('DELETE', '/containers/stdinonce')).status, 204);
+});
+
 test('exec with a TTY: raw stream, resize seen by the process, exit code', async () => {
   const { body } = await api('POST', '/containers/exapi/exec', { Cmd: ['sh', '-c', 'read x; stty size; exit 4'], AttachStdin: true, AttachStdout: true, AttachStderr: true, Tty: true, ConsoleSize: [10, 20] });
   const { sock, head, rest } = await hijack(`/exec/${body.Id}/start`, { Detach: false, Tty: true, ConsoleSize: [10, 20] });
