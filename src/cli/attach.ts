@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import type { ApiClient } from './client.ts';
 import { demux } from './client.ts';
 import { EscapeDetector, detachKeysOrDefault, enterRawMode, monitorSize } from './tty.ts';
+import { proxySignals } from './sig-proxy.ts';
 
 export interface AttachOptions {
   stdin: boolean;
@@ -14,6 +15,8 @@ export interface AttachOptions {
   tty: boolean;
   logs?: boolean;
   detachKeys?: string;
+  /** Forward the CLI's signals to the container (only without a TTY). */
+  sigProxy?: boolean;
 }
 
 /** How a pumped stream ended. */
@@ -88,5 +91,6 @@ export function pumpStreams(client: ApiClient, sock: Socket, o: AttachOptions & 
 
 /** Pump a container attach (run, start -a, attach). */
 export function pumpAttach(client: ApiClient, id: string, sock: Socket, o: AttachOptions, nudgeSize = false): Promise<PumpResult> {
-  return pumpStreams(client, sock, { ...o, resizePath: `/containers/${id}/resize`, nudgeSize });
+  const stopProxy = o.sigProxy && !o.tty ? proxySignals(client, id) : () => undefined;
+  return pumpStreams(client, sock, { ...o, resizePath: `/containers/${id}/resize`, nudgeSize }).finally(stopProxy);
 }

@@ -117,3 +117,31 @@ test('a bad --detach-keys is refused before anything is created', async () => {
   assert.match(b.stderr, /Invalid detach keys \(ctrl-\) provided/);
   assert.equal(d.berth(['ps', '-a', '--filter', 'name=badkeys2', '-q']).stdout.trim(), '');
 });
+
+for (const cli of ['berth', 'docker'] as const) {
+  test(`${cli}: signals to an attached CLI without a TTY go to the container (--sig-proxy)`, async () => {
+    const name = `sigproxy-${cli}`;
+    const child = d.spawn(cli, ['run', '--name', name, 'busybox', 'sh', '-c', 'trap "echo got-int; exit 5" INT; echo ready; while true; do sleep 0.1; done']);
+    let out = '';
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    await new Promise<void>((resolve) => child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('ready')) resolve();
+    }));
+    child.kill('SIGINT');
+    assert.equal(await exited, 5);
+    assert.equal(out, 'ready\ngot-int\n');
+
+    // --sig-proxy=false (berth CLI; the docker CLI holds on to its first ^C): the signal ends the CLI, the container keeps running.
+    const quiet = `${name}-off`;
+    if (cli === 'berth') {
+      const c2 = d.spawn(cli, ['run', '--sig-proxy=false', '--name', quiet, 'busybox', 'sh', '-c', 'echo ready; while true; do sleep 0.1; done']);
+      const exited2 = new Promise<void>((r) => c2.on('exit', () => r()));
+      await new Promise<void>((resolve) => c2.stdout!.on('data', (c: Buffer) => { if (c.toString().includes('ready')) resolve(); }));
+      c2.kill('SIGINT');
+      await exited2;
+      assert.equal(d.berth(['inspect', '-f', '{{.State.Running}}', quiet]).stdout.trim(), 'true');
+    }
+    d.berth(['rm', '-f', name, quiet]);
+  });
+}

@@ -51,7 +51,7 @@ export const commands: Command[] = [
         checkDetachKeysFlag(f.str('detach-keys'));
         const c = await ctx.client.get<InspectLite>(`/containers/${encodeURIComponent(args[0]!)}/json`);
         if (f.bool('interactive') && c.Config.Tty && !process.stdin.isTTY) throw new CliError('the input device is not a TTY', 1);
-        const o = { stdin: f.bool('interactive') && c.Config.OpenStdin, stdout: true, stderr: true, tty: c.Config.Tty, detachKeys: f.str('detach-keys') };
+        const o = { stdin: f.bool('interactive') && c.Config.OpenStdin, stdout: true, stderr: true, tty: c.Config.Tty, detachKeys: f.str('detach-keys'), sigProxy: true };
         const sock = await openAttach(ctx.client, c.Id, o);
         const waitRes = await ctx.client.raw('POST', `/containers/${c.Id}/wait`, { query: { condition: 'next-exit' } });
         const status = (async () => {
@@ -159,7 +159,7 @@ export const commands: Command[] = [
       if (!c.State.Running) throw new CliError('You cannot attach to a stopped container, start it first', 1);
       if (!f.bool('no-stdin') && c.Config.Tty && !process.stdin.isTTY) throw new CliError('the input device is not a TTY', 1);
       checkDetachKeysFlag(f.str('detach-keys'));
-      const o = { stdin: !f.bool('no-stdin') && c.Config.OpenStdin, stdout: true, stderr: true, tty: c.Config.Tty, detachKeys: f.str('detach-keys') };
+      const o = { stdin: !f.bool('no-stdin') && c.Config.OpenStdin, stdout: true, stderr: true, tty: c.Config.Tty, detachKeys: f.str('detach-keys'), sigProxy: f.bool('sig-proxy') };
       const sock = await openAttach(ctx.client, c.Id, o);
       if ((await pumpAttach(ctx.client, c.Id, sock, o, true)) === 'detached') throw new CliError('read escape sequence', 1);
       const r = await ctx.client.get<{ State: { Running: boolean; ExitCode: number } }>(`/containers/${c.Id}/json`);

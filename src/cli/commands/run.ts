@@ -75,6 +75,7 @@ export const commands: Command[] = [
         stderr: attachList.length ? attachList.includes('stderr') : true,
         tty: f.bool('tty'),
         detachKeys: f.str('detach-keys'),
+        sigProxy: f.bool('sig-proxy'),
       };
       // The wait must be registered before the start, or a short-lived container's exit is missed.
       const [sock, waitRes] = await Promise.all([
