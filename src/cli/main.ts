@@ -20,6 +20,8 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  volume: () => import('./commands/volume.ts'),
+  df: () => import('./commands/df.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -31,13 +33,16 @@ const MODULES: Record<string, string> = {
   version: 'system', info: 'system',
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
+  'volume create': 'volume', 'volume ls': 'volume', 'volume inspect': 'volume', 'volume rm': 'volume', 'volume prune': 'volume',
+  'system df': 'df',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
   container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
-  system: { info: 'info', prune: 'system prune' },
+  system: { info: 'info', prune: 'system prune', df: 'system df' },
+  volume: { create: 'volume create', ls: 'volume ls', list: 'volume ls', inspect: 'volume inspect', rm: 'volume rm', remove: 'volume rm', prune: 'volume prune' },
 };
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -67,6 +72,7 @@ Management Commands:
   container   Manage containers
   image       Manage images
   system      Manage berth
+  volume      Manage volumes
 
 Commands:
   attach, create, history, import, kill, load, rename, restart, rm, rmi,

@@ -1,0 +1,270 @@
+/**
+ * A container's mounts from create to removal:
+ *
+ * - create: `plan` checks every request (VolumesFrom, Binds, Mounts, the
+ *   image's and the request's Volumes, Tmpfs) and decides what goes where,
+ *   touching nothing; `apply` then creates named and anonymous volumes,
+ *   missing `-v` bind sources, pre-populates empty volumes from the image,
+ *   and fills the record's `Mounts`.
+ * - start: `ociMounts` turns them into OCI mounts (volumes with driver
+ *   options get their host mount), resolving subpaths inside the volume.
+ * - stop: `release`; remove: `removed` (with `-v` or `--rm`: the anonymous
+ *   volumes go too).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import type { ContainerRecord } from '../engine/container-types.ts';
+import type { OciMount } from '../runtime/oci-spec.ts';
+import { BerthError, invalid, notFound } from '../util/errors.ts';
+import { log } from '../util/log.ts';
+import { mergeTmpfsOptions, mountPoint, parseBind, parseMountSpec, parseTmpfsOptions, parseVolumesFrom } from './mount-spec.ts';
+import type { BerthMount } from './mount-spec.ts';
+import type { VolumeService } from './volume-service.ts';
+import { prepopulate } from './copy-up.ts';
+import { resolveInside } from './safe-path.ts';
+
+const TMPFS_DEFAULTS = ['noexec', 'nosuid', 'nodev'];
+
+export interface MountPlan {
+  mounts: BerthMount[];
+  /** Volumes `apply` created, removed again if the create fails later. */
+  created: string[];
+}
+
+/** What the start needs: the OCI mounts and, for shared or slave binds, the root's propagation. */
+export interface StartMounts {
+  mounts: OciMount[];
+  rootfsPropagation?: string;
+  /** Destinations the user mounted over (berth's own /etc files step aside). */
+  destinations: Set<string>;
+}
+
+function depth(p: string): number {
+  return p.split('/').filter(Boolean).length;
+}
+
+/** The mount (from /proc/self/mountinfo) a host path lives on, with its propagation fields. */
+function mountInfoFor(path: string): { mountPoint: string; optional: string } | undefined {
+  let best: { mountPoint: string; optional: string } | undefined;
+  try {
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const f = line.split(' ');
+      if (f.length < 7) continue;
+      const mp = f[4]!.replace(/\\040/g, ' ');
+      const sep = f.indexOf('-');
+      const optional = f.slice(6, sep).join(' ');
+      if ((path === mp || path.startsWith(mp === '/' ? '/' : `${mp}/`)) && (!best || mp.length >= best.mountPoint.length)) best = { mountPoint: mp, optional };
+    }
+  } catch {
+    return undefined;
+  }
+  return best;
+}
+
+export class ContainerMounts {
+  private readonly volumes: VolumeService;
+  private readonly find: (ref: string) => ContainerRecord | undefined;
+  private readonly tmpRoot: string;
+  private readonly emptyDir: () => Promise<string>;
+
+  constructor(opts: { volumes: VolumeService; find: (ref: string) => ContainerRecord | undefined; tmpRoot: string; emptyDir: () => Promise<string> }) {
+    this.volumes = opts.volumes;
+    this.find = opts.find;
+    this.tmpRoot = opts.tmpRoot;
+    this.emptyDir = opts.emptyDir;
+  }
+
+  /** Validate and lay out the container's mounts; nothing is created yet. */
+  plan(rec: ContainerRecord): MountPlan {
+    const hc = rec.HostConfig;
+    const byDest = new Map<string, BerthMount>();
+    for (const spec of hc.VolumesFrom ?? []) {
+      const { container, mode } = parseVolumesFrom(spec);
+      const other = this.find(container);
+      if (!other) throw notFound(`No such container: ${container}`);
+      for (const m of other.berth.mounts ?? []) {
+        if (m.type === 'tmpfs') continue;
+        byDest.set(m.destination, { ...m, readOnly: mode === 'ro' ? true : mode === 'rw' ? false : m.readOnly, copyData: false });
+      }
+    }
+    const explicit = new Set<string>();
+    const take = (m: BerthMount) => {
+      if (explicit.has(m.destination)) throw invalid(`Duplicate mount point: ${m.destination}`);
+      explicit.add(m.destination);
+      // A named local volume shows mode `z` when the user gave none, as docker's does.
+      if (m.type === 'volume' && m.mode === '') m.mode = 'z';
+      byDest.set(m.destination, m);
+    };
+    for (const b of hc.Binds ?? []) {
+      if (typeof b !== 'string') throw invalid('invalid Binds: must be a list of strings');
+      const m = parseBind(b);
+      if (m.type === 'bind') m.createSource = true;
+      take(m);
+    }
+    for (const spec of hc.Mounts ?? []) {
+      const m = parseMountSpec(spec);
+      if (m.type === 'bind' && spec.BindOptions?.CreateMountpoint) m.createSource = true;
+      take(m);
+    }
+    for (const dest of Object.keys(rec.Config.Volumes ?? {})) {
+      const m = parseBind(dest);
+      if (m.type !== 'volume' || m.name) throw invalid(`invalid volume specification: '${dest}'`);
+      if (byDest.has(m.destination)) continue;
+      m.mode = '';
+      byDest.set(m.destination, m);
+    }
+    for (const [dest, opts] of Object.entries(hc.Tmpfs ?? {})) {
+      const t = parseTmpfsOptions(dest, opts);
+      if (explicit.has(t.destination)) throw invalid(`Duplicate mount point: ${t.destination}`);
+      // A --tmpfs replaces an image volume or an inherited mount at the same place.
+      byDest.delete(t.destination);
+    }
+    return { mounts: [...byDest.values()].sort((a, b) => (a.destination < b.destination ? -1 : 1)), created: [] };
+  }
+
+  /**
+   * Create what the plan needs and record it: volumes, `-v` bind sources,
+   * pre-populated data. `layers` are the image's layer dirs, topmost first.
+   */
+  async apply(rec: ContainerRecord, plan: MountPlan, layers: string[]): Promise<void> {
+    const store = this.volumes.store;
+    for (const m of plan.mounts) {
+      if (m.type === 'volume') {
+        if (!m.name || !store.has(m.name)) {
+          const v = await store.create({ Name: m.name, DriverOpts: m.volumeOptions?.options, Labels: m.volumeOptions?.labels ? { ...m.volumeOptions.labels } : undefined }, m.anonymous);
+          plan.created.push(v.Name);
+          m.name = v.Name;
+        }
+        m.source = store.dataDir(m.name);
+        delete m.volumeOptions;
+      } else if (m.type === 'bind' && m.createSource && !existsSync(m.source)) {
+        await mkdir(m.source, { recursive: true, mode: 0o755 });
+      }
+    }
+    for (const m of plan.mounts) {
+      if (m.type !== 'volume' || !m.copyData || m.subpath) continue;
+      const holder = `create:${rec.Id}`;
+      const dir = await store.acquire(m.name!, holder);
+      try {
+        await prepopulate({ volumeDir: dir, destination: m.destination, layers, emptyDir: await this.emptyDir(), tmpRoot: this.tmpRoot });
+      } finally {
+        await store.release(m.name!, holder);
+      }
+    }
+    rec.berth.mounts = plan.mounts;
+    rec.Mounts = plan.mounts.map(mountPoint);
+  }
+
+  /** A create failed after `apply`: the volumes it made go again. */
+  async undo(plan: MountPlan): Promise<void> {
+    for (const name of plan.created) {
+      await this.volumes.store.remove(name).catch((err: unknown) => log.warn('removing volume of a failed create', { name, error: String(err) }));
+    }
+  }
+
+  /** The container's mounts as OCI mounts, volume mounts made ready on the host. */
+  async ociMounts(rec: ContainerRecord): Promise<StartMounts> {
+    const out: OciMount[] = [];
+    const destinations = new Set<string>();
+    let propagation: string | undefined;
+    const acquired: string[] = [];
+    try {
+      for (const m of rec.berth.mounts ?? []) {
+        destinations.add(m.destination);
+        if (m.type === 'tmpfs') {
+          out.push({ destination: m.destination, type: 'tmpfs', source: 'tmpfs', options: mergeTmpfsOptions(TMPFS_DEFAULTS, [...(m.tmpfsOptions ?? []), ...(m.readOnly ? ['ro'] : [])]) });
+          continue;
+        }
+        let source = m.source;
+        if (m.type === 'volume') {
+          if (!this.volumes.store.has(m.name!)) throw notFound(`get ${m.name}: no such volume`);
+          source = await this.volumes.store.acquire(m.name!, rec.Id);
+          acquired.push(m.name!);
+          if (m.subpath) source = await this.subpath(m.name!, source, m.subpath);
+        } else if (!existsSync(source)) {
+          if (!m.createSource) throw invalid(`invalid mount config for type "bind": bind source path does not exist: ${source}`);
+          await mkdir(source, { recursive: true, mode: 0o755 });
+        }
+        const prop = m.type === 'bind' ? m.propagation || 'rprivate' : 'rprivate';
+        if (/shared$/.test(prop)) {
+          const info = mountInfoFor(source);
+          if (info && !/shared:/.test(info.optional)) throw invalid(`path ${source} is mounted on ${info.mountPoint} but it is not a shared mount`);
+          propagation = 'rshared';
+        } else if (/slave$/.test(prop)) {
+          const info = mountInfoFor(source);
+          if (info && !/shared:|master:/.test(info.optional)) throw invalid(`path ${source} is mounted on ${info.mountPoint} but it is not a shared or slave mount`);
+          propagation ??= 'rslave';
+        }
+        out.push({ destination: m.destination, type: 'bind', source, options: [m.nonRecursive ? 'bind' : 'rbind', prop, m.readOnly ? 'ro' : 'rw'] });
+      }
+      for (const [dest, opts] of Object.entries(rec.HostConfig.Tmpfs ?? {})) {
+        const t = parseTmpfsOptions(dest, opts);
+        destinations.add(t.destination);
+        out.push({ destination: t.destination, type: 'tmpfs', source: 'tmpfs', options: mergeTmpfsOptions(TMPFS_DEFAULTS, t.tmpfsOptions ?? []) });
+      }
+    } catch (err) {
+      for (const name of acquired) await this.volumes.store.release(name, rec.Id);
+      throw err;
+    }
+    // Parents before children, so a mount inside another mount lands on top of it.
+    out.sort((a, b) => depth(a.destination) - depth(b.destination));
+    return { mounts: out, destinations, ...(propagation ? { rootfsPropagation: propagation } : {}) };
+  }
+
+  /** A volume subpath resolved inside the volume; it must exist and must not lead out. */
+  private async subpath(name: string, root: string, sub: string): Promise<string> {
+    let r;
+    try {
+      r = await resolveInside(root, sub, 'beneath');
+    } catch (err) {
+      throw invalid(`invalid mount config for type "volume": subpath "${sub}" of volume "${name}": ${(err as Error).message}`);
+    }
+    if (!r.exists) throw invalid(`invalid mount config for type "volume": subpath "${sub}" does not exist in volume "${name}"`);
+    const st = await stat(r.path);
+    if (!st.isDirectory() && !st.isFile()) throw invalid(`invalid mount config for type "volume": subpath "${sub}" of volume "${name}" is neither a file nor a directory`);
+    return r.path;
+  }
+
+  /** The container stopped: its hold on volumes with host mounts ends. */
+  async release(rec: ContainerRecord): Promise<void> {
+    for (const m of rec.berth.mounts ?? []) {
+      if (m.type === 'volume' && m.name) await this.volumes.store.release(m.name, rec.Id).catch((err: unknown) => log.warn('releasing volume', { name: m.name, error: String(err) }));
+    }
+  }
+
+  /**
+   * The container is gone (already unlisted). With `removeVolumes`, its
+   * anonymous volumes go too, unless another container still uses them.
+   */
+  async removed(rec: ContainerRecord, removeVolumes: boolean): Promise<void> {
+    const mounts = rec.berth.mounts;
+    if (!mounts?.length) return;
+    await this.release(rec);
+    if (!removeVolumes) return;
+    for (const m of mounts) {
+      if (m.type !== 'volume' || !m.anonymous || !m.name) continue;
+      try {
+        await this.volumes.store.remove(m.name);
+      } catch (err) {
+        // In use by another container (volumes-from): it stays, as docker's does.
+        if (!(err instanceof BerthError && (err.kind === 'Conflict' || err.kind === 'NotFound'))) log.warn('removing anonymous volume', { name: m.name, error: String(err) });
+      }
+    }
+  }
+
+  /** After a restart: volumes with host mounts stay mounted for the containers still running. */
+  async adopt(records: ContainerRecord[]): Promise<void> {
+    const running = new Map<string, string[]>();
+    for (const r of records) {
+      if (!r.State.Running) continue;
+      for (const m of r.berth.mounts ?? []) if (m.type === 'volume' && m.name) running.set(m.name, [...(running.get(m.name) ?? []), r.Id]);
+    }
+    await this.volumes.store.adopt(running);
+  }
+}
+
+/** Which containers reference a volume, for `volume rm`, `dangling` and `system df`. */
+export function volumeUsers(records: ContainerRecord[], name: string): string[] {
+  return records.filter((r) => r.berth.mounts?.some((m) => m.type === 'volume' && m.name === name)).map((r) => r.Id);
+}
+
