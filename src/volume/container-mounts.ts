@@ -81,7 +81,7 @@ export class ContainerMounts {
     for (const spec of hc.VolumesFrom ?? []) {
       const { container, mode } = parseVolumesFrom(spec);
       const other = this.find(container);
-      if (!other) throw notFound(`No such container: ${container}`);
+      if (!other) throw invalid(`No such container: ${container}`);
       for (const m of other.berth.mounts ?? []) {
         if (m.type === 'tmpfs') continue;
         byDest.set(m.destination, { ...m, readOnly: mode === 'ro' ? true : mode === 'rw' ? false : m.readOnly, copyData: false });
@@ -118,6 +118,10 @@ export class ContainerMounts {
       if (explicit.has(t.destination)) throw invalid(`Duplicate mount point: ${t.destination}`);
       // A --tmpfs replaces an image volume or an inherited mount at the same place.
       byDest.delete(t.destination);
+    }
+    const driver = hc.VolumeDriver;
+    if (driver && driver !== 'local' && [...byDest.values()].some((m) => m.type === 'volume' && !(m.name && this.volumes.store.has(m.name)))) {
+      throw notFound(`error looking up volume plugin ${driver}: plugin "${driver}" not found`);
     }
     return { mounts: [...byDest.values()].sort((a, b) => (a.destination < b.destination ? -1 : 1)), created: [] };
   }

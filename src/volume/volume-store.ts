@@ -246,7 +246,7 @@ export class VolumeStore {
         try {
           await run('mount', args);
         } catch (err) {
-          throw systemError(`error while mounting volume '${data}': failed to mount local volume: mount ${o.device}:${data}, type ${o.type}${o.o ? `, data ${o.o}` : ''}: ${(err as Error).message.replace(/^mount: /, '')}`);
+          throw systemError(`error while mounting volume '${data}': failed to mount local volume: mount ${o.device}:${data}, type ${o.type}${o.o ? `, data ${o.o}` : ''}: ${(err as Error).message.split('\n')[0]!.replace(/^mount: /, '')}`);
         }
         this.events.emit('volume', 'mount', name, { driver: 'local' });
       }
