@@ -10,17 +10,23 @@
  */
 import { mkdtemp, readdir, rmdir, stat, lstat } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { resolveInside } from './safe-path.ts';
 import { systemError } from '../util/errors.ts';
 
-function run(cmd: string, args: string[]): Promise<void> {
+function run(cmd: string, args: string[], cwd?: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, (err, _out, stderr) => {
+    execFile(cmd, args, { cwd }, (err, _out, stderr) => {
       if (err) reject(new Error(String(stderr).trim() || err.message));
       else resolve();
     });
   });
+}
+
+function commonParent(paths: string[]): string | undefined {
+  let parent = dirname(paths[0]!);
+  while (parent !== '/' && !paths.every((p) => p.startsWith(`${parent}/`))) parent = dirname(parent);
+  return parent === '/' ? undefined : parent;
 }
 
 /** True when the directory has no entries (or does not exist). */
@@ -57,8 +63,11 @@ export async function prepopulate(opts: { volumeDir: string; destination: string
   if (!any) return false;
   const mnt = await mkdtemp(join(opts.tmpRoot, 'copyup-'));
   const lowers = opts.layers.length >= 2 ? opts.layers : [...opts.layers, opts.emptyDir];
+  // Mount options are limited to a page: with many layers, name them relative to their common parent.
+  const parent = commonParent(lowers);
+  const names = parent && lowers.join(':').length > 3000 ? lowers.map((l) => relative(parent, l)) : lowers;
   try {
-    await run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,index=off,lowerdir=${lowers.join(':')}`, mnt]);
+    await run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,index=off,lowerdir=${names.join(':')}`, mnt], names === lowers ? undefined : parent);
   } catch (err) {
     await rmdir(mnt).catch(() => undefined);
     throw systemError(`copying image data into the volume: ${(err as Error).message}`);
