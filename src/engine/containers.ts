@@ -93,7 +93,7 @@ export class ContainerService {
     this.store = new ContainerStore(cfg.dataRoot);
     this.launcher = new MonitorLauncher(join(cfg.nativeDir, 'berth-launcher'));
     this.volumes = new VolumeService(cfg.dataRoot, events, (name) => volumeUsers(this.store.all(), name));
-    this.mounts = new ContainerMounts({ volumes: this.volumes, find: (ref) => this.store.find(ref), tmpRoot: join(cfg.dataRoot, 'tmp'), emptyDir: () => this.emptyLower() });
+    this.mounts = new ContainerMounts({ volumes: this.volumes, find: (ref) => this.store.find(ref), tmpRoot: join(cfg.dataRoot, 'tmp'), pinRoot: join(cfg.execRoot, 'subpaths'), emptyDir: () => this.emptyLower() });
   }
 
   private get monitorPath(): string {

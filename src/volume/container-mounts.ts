@@ -11,8 +11,10 @@
  * - stop: `release`; remove: `removed` (with `-v` or `--rm`: the anonymous
  *   volumes go too).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdir, readdir } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import type { ContainerRecord } from '../engine/container-types.ts';
 import type { OciMount } from '../runtime/oci-spec.ts';
 import { BerthError, invalid, notFound } from '../util/errors.ts';
@@ -22,6 +24,17 @@ import type { BerthMount } from './mount-spec.ts';
 import type { VolumeService } from './volume-service.ts';
 import { prepopulate } from './copy-up.ts';
 import { resolveInside } from './safe-path.ts';
+import { isMountPoint } from './volume-store.ts';
+import { removeTree } from '../util/fsutil.ts';
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, (err, _out, stderr) => {
+      if (err) reject(new Error(String(stderr).trim() || err.message));
+      else resolve();
+    });
+  });
+}
 
 const TMPFS_DEFAULTS = ['noexec', 'nosuid', 'nodev'];
 
@@ -66,11 +79,14 @@ export class ContainerMounts {
   private readonly find: (ref: string) => ContainerRecord | undefined;
   private readonly tmpRoot: string;
   private readonly emptyDir: () => Promise<string>;
+  /** Where volume subpaths are pinned for runc: `<root>/<container-id>/<n>`. */
+  private readonly pinRoot: string;
 
-  constructor(opts: { volumes: VolumeService; find: (ref: string) => ContainerRecord | undefined; tmpRoot: string; emptyDir: () => Promise<string> }) {
+  constructor(opts: { volumes: VolumeService; find: (ref: string) => ContainerRecord | undefined; tmpRoot: string; pinRoot: string; emptyDir: () => Promise<string> }) {
     this.volumes = opts.volumes;
     this.find = opts.find;
     this.tmpRoot = opts.tmpRoot;
+    this.pinRoot = opts.pinRoot;
     this.emptyDir = opts.emptyDir;
   }
 
@@ -172,6 +188,7 @@ export class ContainerMounts {
     const destinations = new Set<string>();
     let propagation: string | undefined;
     const acquired: string[] = [];
+    let pins = 0;
     try {
       for (const m of rec.berth.mounts ?? []) {
         destinations.add(m.destination);
@@ -184,7 +201,7 @@ export class ContainerMounts {
           if (!this.volumes.store.has(m.name!)) throw notFound(`get ${m.name}: no such volume`);
           source = await this.volumes.store.acquire(m.name!, rec.Id);
           acquired.push(m.name!);
-          if (m.subpath) source = await this.subpath(m.name!, source, m.subpath);
+          if (m.subpath) source = await this.subpath(rec.Id, pins++, m.name!, source, m.subpath);
         } else if (!existsSync(source)) {
           if (!m.createSource) throw invalid(`invalid mount config for type "bind": bind source path does not exist: ${source}`);
           await mkdir(source, { recursive: true, mode: 0o755 });
@@ -207,6 +224,7 @@ export class ContainerMounts {
         out.push({ destination: t.destination, type: 'tmpfs', source: 'tmpfs', options: mergeTmpfsOptions(TMPFS_DEFAULTS, t.tmpfsOptions ?? []) });
       }
     } catch (err) {
+      await this.unpin(rec.Id);
       for (const name of acquired) await this.volumes.store.release(name, rec.Id);
       throw err;
     }
@@ -215,22 +233,60 @@ export class ContainerMounts {
     return { mounts: out, destinations, ...(propagation ? { rootfsPropagation: propagation } : {}) };
   }
 
-  /** A volume subpath resolved inside the volume; it must exist and must not lead out. */
-  private async subpath(name: string, root: string, sub: string): Promise<string> {
+  /**
+   * A volume subpath resolved inside the volume; it must exist and must not
+   * lead out. A container sharing the volume could swap a checked directory
+   * for a symlink before runc mounts it, so the checked file is opened, its
+   * path verified through the open descriptor, and that very inode bind
+   * mounted (via /proc/self/fd, without path canonicalisation) onto a pin
+   * point that runc then mounts.
+   */
+  private async subpath(id: string, n: number, name: string, root: string, sub: string): Promise<string> {
+    const fail = (why: string) => invalid(`invalid mount config for type "volume": subpath "${sub}" ${why}`);
     let r;
     try {
       r = await resolveInside(root, sub, 'beneath');
     } catch (err) {
-      throw invalid(`invalid mount config for type "volume": subpath "${sub}" of volume "${name}": ${(err as Error).message}`);
+      throw fail(`of volume "${name}": ${(err as Error).message}`);
     }
-    if (!r.exists) throw invalid(`invalid mount config for type "volume": subpath "${sub}" does not exist in volume "${name}"`);
-    const st = await stat(r.path);
-    if (!st.isDirectory() && !st.isFile()) throw invalid(`invalid mount config for type "volume": subpath "${sub}" of volume "${name}" is neither a file nor a directory`);
-    return r.path;
+    if (!r.exists) throw fail(`does not exist in volume "${name}"`);
+    let fd: number;
+    try {
+      fd = openSync(r.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
+    } catch (err) {
+      throw fail(`of volume "${name}": ${(err as Error).message}`);
+    }
+    try {
+      const st = fstatSync(fd);
+      if (!st.isDirectory() && !st.isFile()) throw fail(`of volume "${name}" is neither a file nor a directory`);
+      const real = readlinkSync(`/proc/self/fd/${fd}`);
+      const base = realpathSync(root);
+      if (real !== base && !real.startsWith(`${base}/`)) throw fail(`of volume "${name}": path escapes its root`);
+      const pin = join(this.pinRoot, id, String(n));
+      await mkdir(join(this.pinRoot, id), { recursive: true, mode: 0o700 });
+      if (st.isDirectory()) await mkdir(pin, { recursive: true, mode: 0o700 });
+      else writeFileSync(pin, '', { mode: 0o600 });
+      await run('mount', ['--no-canonicalize', '--bind', `/proc/${process.pid}/fd/${fd}`, pin]);
+      return pin;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Drop a container's pinned subpaths. */
+  private async unpin(id: string): Promise<void> {
+    const dir = join(this.pinRoot, id);
+    if (!existsSync(dir)) return;
+    for (const n of await readdir(dir)) {
+      const p = join(dir, n);
+      if (isMountPoint(p)) await run('umount', [p]).catch(() => run('umount', ['-l', p]).catch((err: unknown) => log.error('unmounting subpath pin', { path: p, error: String(err) })));
+    }
+    if (!(await readdir(dir)).some((n) => isMountPoint(join(dir, n)))) await removeTree(dir);
   }
 
   /** The container stopped: its hold on volumes with host mounts ends. */
   async release(rec: ContainerRecord): Promise<void> {
+    if (rec.berth.mounts?.some((m) => m.subpath)) await this.unpin(rec.Id);
     for (const m of rec.berth.mounts ?? []) {
       if (m.type === 'volume' && m.name) await this.volumes.store.release(m.name, rec.Id).catch((err: unknown) => log.warn('releasing volume', { name: m.name, error: String(err) }));
     }
@@ -258,6 +314,11 @@ export class ContainerMounts {
 
   /** After a restart: volumes with host mounts stay mounted for the containers still running. */
   async adopt(records: ContainerRecord[]): Promise<void> {
+    // Pins of containers that are no longer running (or no longer exist).
+    if (existsSync(this.pinRoot)) {
+      const live = new Set(records.filter((r) => r.State.Running).map((r) => r.Id));
+      for (const id of await readdir(this.pinRoot)) if (!live.has(id)) await this.unpin(id);
+    }
     const running = new Map<string, string[]>();
     for (const r of records) {
       if (!r.State.Running) continue;

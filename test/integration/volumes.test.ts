@@ -266,6 +266,15 @@ for (const cli of ['berth', 'docker'] as const) {
     }
     assert.ok(!existsSync('/etc/pwned'));
     assert.equal(run(['ps', '-aq']).stdout, '');
+    // The checked subpath is pinned (bind-mounted by inode) while the container runs, and released after.
+    const pinned = run(['run', '-d', '--name', n('pinned'), '--mount', `type=volume,src=${v},dst=/x,volume-subpath=a/b`, 'busybox', 'sh', '-c', 'i=0; while [ ! -f /x/stop ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; cat /x/f']);
+    assert.equal(pinned.code, 0, pinned.stderr);
+    assert.equal(hostMountsUnder(join(d.execRoot, 'subpaths')).length, 1);
+    writeFileSync(join(data, 'a', 'b', 'stop'), '');
+    assert.equal(run(['wait', n('pinned')]).stdout.trim(), '0');
+    assert.equal(run(['logs', n('pinned')]).stdout, 'inner\n');
+    assert.deepEqual(hostMountsUnder(join(d.execRoot, 'subpaths')), []);
+    assert.equal(run(['rm', n('pinned')]).code, 0);
     assert.equal(run(['volume', 'rm', v]).code, 0);
   });
 
