@@ -9,7 +9,8 @@ import type { EventBus } from '../engine/events.ts';
 import { invalid } from '../util/errors.ts';
 
 export interface VolumeWithUsage extends VolumeRecord {
-  UsageData?: { Size: number; RefCount: number };
+  Mountpoint: string;
+  UsageData: { Size: number; RefCount: number };
 }
 
 /** The volume part of GET /system/df: the legacy `Volumes` list and the v1.52 `VolumesUsage` summary. */
@@ -46,16 +47,16 @@ export class VolumeService {
   }
 
   /** docker's inspect shape: fields in its order, the mount point on the host. */
-  inspect(name: string): Record<string, unknown> {
+  inspect(name: string): VolumeRecord & { Mountpoint: string } {
     return this.view(this.store.get(name));
   }
 
-  private view(v: VolumeRecord): Record<string, unknown> {
+  private view(v: VolumeRecord): VolumeRecord & { Mountpoint: string } {
     return { CreatedAt: v.CreatedAt, Driver: v.Driver, Labels: v.Labels, Mountpoint: this.store.dataDir(v.Name), Name: v.Name, Options: v.Options, Scope: v.Scope };
   }
 
   /** GET /volumes with `dangling`, `driver`, `label`, `name` filters. */
-  list(filters: Map<string, string[]>): { Volumes: Array<Record<string, unknown>>; Warnings: string[] } {
+  list(filters: Map<string, string[]>): { Volumes: Array<VolumeRecord & { Mountpoint: string }>; Warnings: string[] } {
     for (const k of filters.keys()) if (!['dangling', 'driver', 'label', 'name'].includes(k)) throw invalid(`invalid filter '${k}'`);
     const dangling = filters.get('dangling');
     const wantDangling = dangling?.length ? parseBoolFilter('dangling', dangling[dangling.length - 1]!) : undefined;
@@ -119,7 +120,7 @@ export class VolumeService {
     for (const v of this.store.all().sort((a, b) => (a.Name < b.Name ? -1 : 1))) {
       const size = await this.store.size(v.Name);
       const refs = this.store.usedBy(v.Name).length;
-      items.push({ ...(this.view(v) as unknown as VolumeRecord), UsageData: { Size: size, RefCount: refs } });
+      items.push({ ...this.view(v), UsageData: { Size: size, RefCount: refs } });
       total += size;
       if (refs > 0) active++;
       else reclaimable += size;
