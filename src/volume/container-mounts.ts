@@ -81,6 +81,8 @@ export class ContainerMounts {
   private readonly emptyDir: () => Promise<string>;
   /** Where volume subpaths are pinned for runc: `<root>/<container-id>/<n>`. */
   private readonly pinRoot: string;
+  /** Containers whose volumes are mounted (started and not yet released). */
+  private readonly active = new Set<string>();
 
   constructor(opts: { volumes: VolumeService; find: (ref: string) => ContainerRecord | undefined; tmpRoot: string; pinRoot: string; emptyDir: () => Promise<string> }) {
     this.volumes = opts.volumes;
@@ -189,6 +191,7 @@ export class ContainerMounts {
     let propagation: string | undefined;
     const acquired: string[] = [];
     let pins = 0;
+    const mounted: BerthMount[] = [];
     try {
       for (const m of rec.berth.mounts ?? []) {
         destinations.add(m.destination);
@@ -217,6 +220,7 @@ export class ContainerMounts {
           propagation ??= 'rslave';
         }
         out.push({ destination: m.destination, type: 'bind', source, options: [m.nonRecursive ? 'bind' : 'rbind', prop, m.readOnly ? 'ro' : 'rw'] });
+        if (m.type === 'volume') mounted.push(m);
       }
       for (const [dest, opts] of Object.entries(rec.HostConfig.Tmpfs ?? {})) {
         const t = parseTmpfsOptions(dest, opts);
@@ -227,6 +231,10 @@ export class ContainerMounts {
       await this.unpin(rec.Id);
       for (const name of acquired) await this.volumes.store.release(name, rec.Id);
       throw err;
+    }
+    this.active.add(rec.Id);
+    for (const m of mounted) {
+      this.volumes.store.event('mount', m.name!, { container: rec.Id, destination: m.destination, propagation: '', 'read/write': String(!m.readOnly) });
     }
     // Parents before children, so a mount inside another mount lands on top of it.
     out.sort((a, b) => depth(a.destination) - depth(b.destination));
@@ -286,9 +294,12 @@ export class ContainerMounts {
 
   /** The container stopped: its hold on volumes with host mounts ends. */
   async release(rec: ContainerRecord): Promise<void> {
+    const emit = this.active.delete(rec.Id);
     if (rec.berth.mounts?.some((m) => m.subpath)) await this.unpin(rec.Id);
     for (const m of rec.berth.mounts ?? []) {
-      if (m.type === 'volume' && m.name) await this.volumes.store.release(m.name, rec.Id).catch((err: unknown) => log.warn('releasing volume', { name: m.name, error: String(err) }));
+      if (m.type !== 'volume' || !m.name) continue;
+      await this.volumes.store.release(m.name, rec.Id).catch((err: unknown) => log.warn('releasing volume', { name: m.name, error: String(err) }));
+      if (emit) this.volumes.store.event('unmount', m.name, { container: rec.Id });
     }
   }
 
@@ -299,6 +310,7 @@ export class ContainerMounts {
   async removed(rec: ContainerRecord, removeVolumes: boolean): Promise<void> {
     const mounts = rec.berth.mounts;
     if (!mounts?.length) return;
+    // Stopped containers released their volumes when they exited.
     await this.release(rec);
     if (!removeVolumes) return;
     for (const m of mounts) {
@@ -314,6 +326,15 @@ export class ContainerMounts {
 
   /** After a restart: volumes with host mounts stay mounted for the containers still running. */
   async adopt(records: ContainerRecord[]): Promise<void> {
+    // Scratch mounts of a pre-population interrupted by a crash.
+    if (existsSync(this.tmpRoot)) {
+      for (const n of await readdir(this.tmpRoot)) {
+        if (!n.startsWith('copyup-')) continue;
+        const p = join(this.tmpRoot, n);
+        if (isMountPoint(p)) await run('umount', ['-l', p]).catch(() => undefined);
+        if (!isMountPoint(p)) await removeTree(p);
+      }
+    }
     // Pins of containers that are no longer running (or no longer exist).
     if (existsSync(this.pinRoot)) {
       const live = new Set(records.filter((r) => r.State.Running).map((r) => r.Id));
@@ -322,6 +343,7 @@ export class ContainerMounts {
     const running = new Map<string, string[]>();
     for (const r of records) {
       if (!r.State.Running) continue;
+      this.active.add(r.Id);
       for (const m of r.berth.mounts ?? []) if (m.type === 'volume' && m.name) running.set(m.name, [...(running.get(m.name) ?? []), r.Id]);
     }
     await this.volumes.store.adopt(running);

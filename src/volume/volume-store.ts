@@ -248,7 +248,6 @@ export class VolumeStore {
         } catch (err) {
           throw systemError(`error while mounting volume '${data}': failed to mount local volume: mount ${o.device}:${data}, type ${o.type}${o.o ? `, data ${o.o}` : ''}: ${(err as Error).message.split('\n')[0]!.replace(/^mount: /, '')}`);
         }
-        this.events.emit('volume', 'mount', name, { driver: 'local' });
       }
       set.add(holder);
       this.holders.set(name, set);
@@ -266,11 +265,14 @@ export class VolumeStore {
       this.holders.delete(name);
       const data = this.dataDir(name);
       if (isMountPoint(data)) await this.unmount(data);
-      this.events.emit('volume', 'unmount', name, { driver: 'local' });
     });
   }
 
-  /** Unmount every option volume (tests and shutdown of a daemon whose containers are gone). */
+  /** A volume event (docker's `mount` and `unmount` carry the container's details). */
+  event(action: string, name: string, attributes: Record<string, string>): void {
+    this.events.emit('volume', action, name, { driver: 'local', ...attributes });
+  }
+
   private async unmount(path: string): Promise<void> {
     try {
       await run('umount', [path]);

@@ -371,6 +371,21 @@ for (const cli of ['berth', 'docker'] as const) {
   });
 }
 
+test('volume events: create, mount, unmount, destroy through both CLIs', () => {
+  const since = String(Math.floor(Date.now() / 1000) - 1);
+  assert.equal(d.berth(['run', '--rm', '-v', 'ev-vol:/e:ro', 'busybox', 'true']).code, 0);
+  assert.equal(d.berth(['volume', 'rm', 'ev-vol']).code, 0);
+  const until = String(Math.floor(Date.now() / 1000) + 1);
+  for (const cli of ['berth', 'docker'] as const) {
+    const ev = (extra: string[]) => (cli === 'berth' ? d.berth : d.docker).call(d, ['events', '--since', since, '--until', until, '--filter', 'volume=ev-vol', ...extra]);
+    const r = ev(['--format', '{{.Type}} {{.Action}} {{.Actor.ID}}']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'volume create ev-vol\nvolume mount ev-vol\nvolume unmount ev-vol\nvolume destroy ev-vol\n');
+    const m = ev(['--filter', 'event=mount', '--format', '{{index .Actor.Attributes "destination"}} {{index .Actor.Attributes "read/write"}} {{index .Actor.Attributes "driver"}}']);
+    assert.equal(m.stdout, '/e false local\n');
+  }
+});
+
 test('mount propagation: rslave sees host mounts made later; rshared needs a shared source', async () => {
   const shared = join(d.dir, 'prop-shared');
   mkdirSync(shared, { recursive: true });

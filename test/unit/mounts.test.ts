@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import {
   isLocalPath, mergeTmpfsOptions, mountPoint, parseBind, parseMountSpec, parseTmpfsOptions, parseVolumesFrom, validMountMode,
 } from '../../src/volume/mount-spec.ts';
-import { parseMountFlag } from '../../src/cli/mount-opts.ts';
+import { MOUNT_FLAGS, applyMountFlags, parseMountFlag } from '../../src/cli/mount-opts.ts';
+import { Flags, parseFlags } from '../../src/cli/flags.ts';
 import { resolveInside } from '../../src/volume/safe-path.ts';
 import { validateDriverOpts } from '../../src/volume/volume-store.ts';
 
@@ -144,4 +145,20 @@ test('resolving inside a root never leaves it', async () => {
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('storage flags become the create body as docker\'s CLI builds it', () => {
+  const f = new Flags(parseFlags(['-v', 'named:/n', '-v', './rel:/r:ro', '-v', '/anon', '--mount', 'type=tmpfs,dst=/t', '--tmpfs', '/run:size=1m', '--tmpfs', '/x', '--volumes-from', 'web:ro'], MOUNT_FLAGS).flags);
+  const config: Record<string, unknown> = {};
+  const hc: Record<string, unknown> = {};
+  applyMountFlags(f, config, hc);
+  assert.deepEqual(hc.Binds, ['named:/n', `${process.cwd()}/rel:/r:ro`]);
+  assert.deepEqual(config.Volumes, { '/anon': {} });
+  assert.deepEqual(hc.Mounts, [{ Type: 'tmpfs', Target: '/t' }]);
+  assert.deepEqual(hc.Tmpfs, { '/run': 'size=1m', '/x': '' });
+  assert.deepEqual(hc.VolumesFrom, ['web:ro']);
+  const none: Record<string, unknown> = {};
+  applyMountFlags(new Flags(parseFlags([], MOUNT_FLAGS).flags), none, none);
+  assert.deepEqual(none, {});
+  assert.throws(() => applyMountFlags(new Flags(parseFlags(['--mount', 'type=bind'], MOUNT_FLAGS).flags), {}, {}), /invalid argument "type=bind" for "--mount" flag: target is required/);
 });
