@@ -95,6 +95,13 @@ export function parseMountFlag(value: string): MountSpec {
       case 'bind-nonrecursive':
         bo().NonRecursive = parseBool(key, val, hasValue);
         break;
+      case 'bind-recursive':
+        // enabled (default), disabled (no submounts), writable (submounts stay writable), readonly (must be recursive).
+        if (val === 'disabled') bo().NonRecursive = true;
+        else if (val === 'writable') bo().ReadOnlyNonRecursive = true;
+        else if (val === 'readonly') bo().ReadOnlyForceRecursive = true;
+        else if (val !== 'enabled') throw new Error(`invalid value for ${key}: ${val} (must be "enabled", "disabled", "writable", or "readonly")`);
+        break;
       case 'bind-create-src':
         bo().CreateMountpoint = parseBool(key, val, hasValue);
         break;
@@ -139,6 +146,8 @@ export function parseMountFlag(value: string): MountSpec {
   if (m.VolumeOptions && m.Type !== 'volume') throw new Error(`cannot mix 'volume-*' options with mount type '${m.Type}'`);
   if (m.BindOptions && m.Type !== 'bind') throw new Error(`cannot mix 'bind-*' options with mount type '${m.Type}'`);
   if (m.TmpfsOptions && m.Type !== 'tmpfs') throw new Error(`cannot mix 'tmpfs-*' options with mount type '${m.Type}'`);
+  if (m.BindOptions?.ReadOnlyNonRecursive && !m.ReadOnly) throw new Error(`option 'bind-recursive=writable' requires 'readonly' to be specified in conjunction`);
+  if (m.BindOptions?.ReadOnlyForceRecursive && !m.ReadOnly) throw new Error(`option 'bind-recursive=readonly' requires 'readonly' to be specified in conjunction`);
   return m;
 }
 

@@ -53,7 +53,7 @@ export interface MountSpec {
   Target: string;
   ReadOnly?: boolean;
   Consistency?: string;
-  BindOptions?: { Propagation?: string; NonRecursive?: boolean; CreateMountpoint?: boolean };
+  BindOptions?: { Propagation?: string; NonRecursive?: boolean; CreateMountpoint?: boolean; ReadOnlyNonRecursive?: boolean; ReadOnlyForceRecursive?: boolean };
   VolumeOptions?: { NoCopy?: boolean; Labels?: Record<string, string>; Subpath?: string; DriverConfig?: { Name?: string; Options?: Record<string, string> } };
   TmpfsOptions?: { SizeBytes?: number; Mode?: number; Options?: string[][] };
 }

@@ -15,6 +15,7 @@ import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, re
 import { mkdir, readdir } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { release } from 'node:os';
 import type { ContainerRecord } from '../engine/container-types.ts';
 import type { OciMount } from '../runtime/oci-spec.ts';
 import { BerthError, invalid, notFound } from '../util/errors.ts';
@@ -73,6 +74,22 @@ function mountInfoFor(path: string): { mountPoint: string; optional: string } | 
   }
   return best;
 }
+
+/**
+ * Read-only binds are recursively read-only (runc's `rro`, mount_setattr
+ * since Linux 5.12) unless the bind is not recursive or the user asked for
+ * the top mount only, as docker does from API 1.44.
+ */
+function readOnlyOption(m: BerthMount): string {
+  if (!m.readOnly) return 'rw';
+  if (m.nonRecursive || m.readOnlyNonRecursive || !RRO_SUPPORTED) return 'ro';
+  return 'rro';
+}
+
+const RRO_SUPPORTED = (() => {
+  const [maj = 0, min = 0] = release().split('.').map((x) => parseInt(x, 10));
+  return maj > 5 || (maj === 5 && min >= 12);
+})();
 
 export class ContainerMounts {
   private readonly volumes: VolumeService;
@@ -219,7 +236,7 @@ export class ContainerMounts {
           if (info && !/shared:|master:/.test(info.optional)) throw invalid(`path ${source} is mounted on ${info.mountPoint} but it is not a shared or slave mount`);
           propagation ??= 'rslave';
         }
-        out.push({ destination: m.destination, type: 'bind', source, options: [m.nonRecursive ? 'bind' : 'rbind', prop, m.readOnly ? 'ro' : 'rw'] });
+        out.push({ destination: m.destination, type: 'bind', source, options: [m.nonRecursive ? 'bind' : 'rbind', prop, readOnlyOption(m)] });
         if (m.type === 'volume') mounted.push(m);
       }
       for (const [dest, opts] of Object.entries(rec.HostConfig.Tmpfs ?? {})) {

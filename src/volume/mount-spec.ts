@@ -34,6 +34,8 @@ export interface BerthMount {
   createSource?: boolean;
   /** Bind without the mounts beneath the source. */
   nonRecursive?: boolean;
+  /** Read-only applies to the top mount only (API 1.44's ReadOnlyNonRecursive). */
+  readOnlyNonRecursive?: boolean;
   /** Options for a volume that does not exist yet (`volume-opt`, `volume-label`). */
   volumeOptions?: { driver?: string; options?: Record<string, string>; labels?: Record<string, string> };
   /** tmpfs mount options (`size=`, `mode=` and flags), as mount(8) takes them. */
@@ -157,10 +159,13 @@ export function parseMountSpec(m: MountSpec): BerthMount {
       const prop = m.BindOptions?.Propagation;
       if (prop && !PROPAGATION_MODES.includes(prop)) throw mountConfigError(type, `invalid propagation mode: ${prop}`);
       const source = normalize(m.Source).replace(/(.)\/+$/, '$1');
+      if (m.BindOptions?.ReadOnlyNonRecursive && !m.ReadOnly) throw mountConfigError(type, 'option ReadOnlyNonRecursive requires ReadOnly');
+      if (m.BindOptions?.ReadOnlyForceRecursive && (!m.ReadOnly || m.BindOptions.ReadOnlyNonRecursive || m.BindOptions.NonRecursive)) throw mountConfigError(type, 'option ReadOnlyForceRecursive requires ReadOnly and a recursive bind');
       if (!m.BindOptions?.CreateMountpoint && !existsSync(source)) throw mountConfigError(type, `bind source path does not exist: ${source}`);
       return {
         type, source, destination, readOnly: !!m.ReadOnly, mode: '', propagation: prop || 'rprivate', copyData: false,
         ...(m.BindOptions?.NonRecursive ? { nonRecursive: true } : {}),
+        ...(m.BindOptions?.ReadOnlyNonRecursive ? { readOnlyNonRecursive: true } : {}),
       };
     }
     case 'volume': {

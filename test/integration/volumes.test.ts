@@ -151,6 +151,23 @@ for (const cli of ['berth', 'docker'] as const) {
     assert.equal(run(['volume', 'rm', v]).code, 0);
   });
 
+  test(`${cli}: read-only binds are recursive unless bind-recursive=writable`, () => {
+    const host = join(d.dir, `${cli}-rro`);
+    mkdirSync(join(host, 'sub'), { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', join(host, 'sub')]);
+    try {
+      const r = run(['run', '--rm', '-v', `${host}:/h:ro`, '--mount', `type=bind,src=${host},dst=/w,readonly,bind-recursive=writable`, 'busybox', 'sh', '-c',
+        'touch /h/sub/a 2>/dev/null && echo h-sub-rw || echo h-sub-ro; touch /w/sub/b 2>/dev/null && echo w-sub-rw || echo w-sub-ro; touch /w/c 2>/dev/null && echo w-rw || echo w-ro']);
+      assert.equal(r.stdout, 'h-sub-ro\nw-sub-rw\nw-ro\n', r.stderr);
+      assert.deepEqual(readdirSync(join(host, 'sub')), ['b']);
+      const bad = run(['run', '--rm', '--mount', `type=bind,src=${host},dst=/w,bind-recursive=writable`, 'busybox', 'true']);
+      assert.equal(bad.code, 125);
+      assert.match(bad.stderr, /option 'bind-recursive=writable' requires 'readonly' to be specified in conjunction/);
+    } finally {
+      spawnSync('umount', ['-l', join(host, 'sub')]);
+    }
+  });
+
   test(`${cli}: bind mounts: -v creates a missing source, --mount refuses it, relative paths are refused`, () => {
     const host = join(d.dir, `${cli}-bind`);
     mkdirSync(host, { recursive: true });

@@ -83,6 +83,9 @@ test('--mount flag values as docker\'s CLI parses them', () => {
   assert.equal(parseMountFlag('"type=bind","src=/a,b",dst=/c').Source, '/a,b');
   assert.equal(parseMountFlag('type=volume,dst=/d,ro=false').ReadOnly, false);
   assert.throws(() => parseMountFlag('type=bind,src=/a'), /target is required/);
+  assert.deepEqual(parseMountFlag('type=bind,src=/a,dst=/b,ro,bind-recursive=writable').BindOptions, { ReadOnlyNonRecursive: true });
+  assert.deepEqual(parseMountFlag('type=bind,src=/a,dst=/b,bind-recursive=disabled').BindOptions, { NonRecursive: true });
+  assert.throws(() => parseMountFlag('type=bind,src=/a,dst=/b,bind-recursive=maybe'), /invalid value for bind-recursive: maybe/);
   assert.throws(() => parseMountFlag('type=bind,src=/a,dst=/b,volume-nocopy'), /cannot mix 'volume-\*' options with mount type 'bind'/);
   assert.throws(() => parseMountFlag('type=volume,dst=/b,bind-propagation=shared'), /cannot mix 'bind-\*' options with mount type 'volume'/);
   assert.throws(() => parseMountFlag('dst=/b,tmpfs-size=1m'), /cannot mix 'tmpfs-\*' options/);
