@@ -9,7 +9,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSy
 import { execFileSync, spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { BUSYBOX_TAR, TestDaemon } from '../helpers/daemon.ts';
+import { BUSYBOX_TAR, ROOT, TestDaemon } from '../helpers/daemon.ts';
 
 const d = new TestDaemon('vol');
 const volRoot = () => join(d.dataRoot, 'volumes');
@@ -387,6 +387,16 @@ for (const cli of ['berth', 'docker'] as const) {
     assert.equal(run(['volume', 'rm', v]).code, 0);
   });
 }
+
+test('docker-py: volumes create, list, use, remove conflicts, prune', () => {
+  const host = join(d.dir, 'py-bind');
+  mkdirSync(host, { recursive: true });
+  writeFileSync(join(host, 'host'), 'from host\n');
+  const r = spawnSync('python3', [join(ROOT, 'test', 'sdk', 'docker_py_volumes.py'), d.host, host], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /prune ok/);
+  assert.deepEqual(readdirSync(host), ['host']);
+});
 
 test('volume events: create, mount, unmount, destroy through both CLIs', () => {
   const since = String(Math.floor(Date.now() / 1000) - 1);
