@@ -675,7 +675,10 @@ export class ContainerService {
       if (wasAuto && !this.store.get(rec.Id)) return;
     }
     if (!this.store.get(rec.Id)) return;
-    await this.destroy(rec, opts.volumes);
+    // An explicit removal answers once the files are gone too, as docker's
+    // does (cgroup, mount, runtime state); auto-removal does not wait.
+    const { purged } = await this.destroy(rec, opts.volumes);
+    await purged;
   }
 
   /**
@@ -684,8 +687,8 @@ export class ContainerService {
    * monitor has released the runtime state and the mount. The record is
    * saved as `removing` first, so a restart finishes the job.
    */
-  private async destroy(rec: ContainerRecord, removeVolumes = false): Promise<void> {
-    if (!this.store.get(rec.Id)) return;
+  private async destroy(rec: ContainerRecord, removeVolumes = false): Promise<{ purged: Promise<void> }> {
+    if (!this.store.get(rec.Id)) return { purged: Promise.resolve() };
     rec.State.Status = 'removing';
     await this.store.save(rec).catch(() => undefined);
     this.store.unlist(rec);
@@ -699,6 +702,7 @@ export class ContainerService {
     const purge = this.purge(rec).catch((err) => log.error('removing container files failed', { id: rec.Id, error: errorMessage(err) }));
     this.purging.add(purge);
     void purge.finally(() => this.purging.delete(purge));
+    return { purged: purge };
   }
 
   private async purge(rec: ContainerRecord): Promise<void> {
