@@ -226,6 +226,7 @@ export class ContainerMounts {
           if (!m.createSource) throw invalid(`invalid mount config for type "bind": bind source path does not exist: ${source}`);
           await mkdir(source, { recursive: true, mode: 0o755 });
         }
+        if (m.readOnlyForceRecursive && !RRO_SUPPORTED) throw invalid(`invalid mount config for type "bind": recursive read-only mounts need Linux 5.12 or later (${m.destination})`);
         const prop = m.type === 'bind' ? m.propagation || 'rprivate' : 'rprivate';
         if (/shared$/.test(prop)) {
           const info = mountInfoFor(source);

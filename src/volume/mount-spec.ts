@@ -36,6 +36,8 @@ export interface BerthMount {
   nonRecursive?: boolean;
   /** Read-only applies to the top mount only (API 1.44's ReadOnlyNonRecursive). */
   readOnlyNonRecursive?: boolean;
+  /** Read-only must reach every submount, or the start fails (ReadOnlyForceRecursive). */
+  readOnlyForceRecursive?: boolean;
   /** Options for a volume that does not exist yet (`volume-opt`, `volume-label`). */
   volumeOptions?: { driver?: string; options?: Record<string, string>; labels?: Record<string, string> };
   /** tmpfs mount options (`size=`, `mode=` and flags), as mount(8) takes them. */
@@ -166,6 +168,7 @@ export function parseMountSpec(m: MountSpec): BerthMount {
         type, source, destination, readOnly: !!m.ReadOnly, mode: '', propagation: prop || 'rprivate', copyData: false,
         ...(m.BindOptions?.NonRecursive ? { nonRecursive: true } : {}),
         ...(m.BindOptions?.ReadOnlyNonRecursive ? { readOnlyNonRecursive: true } : {}),
+        ...(m.BindOptions?.ReadOnlyForceRecursive ? { readOnlyForceRecursive: true } : {}),
       };
     }
     case 'volume': {
@@ -255,6 +258,18 @@ export function mergeTmpfsOptions(defaults: string[], user: string[]): string[] 
     out.push(o);
   }
   return out;
+}
+
+/**
+ * Clients older than API 1.44 knew only non-recursive read-only binds: their
+ * read-only `Mounts` keep that meaning, as docker's daemon arranges.
+ */
+export function readOnlyMountsNonRecursive(mounts: MountSpec[] | undefined): void {
+  if (!Array.isArray(mounts)) return;
+  for (const m of mounts) {
+    if (m?.Type !== 'bind' || !m.ReadOnly) continue;
+    m.BindOptions = { ...m.BindOptions, ReadOnlyNonRecursive: true };
+  }
 }
 
 /** Inspect's `Mounts` entry for a mount, as docker shows it. */

@@ -162,6 +162,11 @@ for (const cli of ['berth', 'docker'] as const) {
         'touch /h/sub/a 2>/dev/null && echo h-sub-rw || echo h-sub-ro; touch /w/sub/b 2>/dev/null && echo w-sub-rw || echo w-sub-ro; touch /w/c 2>/dev/null && echo w-rw || echo w-ro']);
       assert.equal(r.stdout, 'h-sub-ro\nw-sub-rw\nw-ro\n', r.stderr);
       assert.deepEqual(readdirSync(join(host, 'sub')), ['b']);
+      if (cli === 'docker') {
+        // A client older than API 1.44 gets the old non-recursive read-only bind.
+        const old = d.cli2('docker', ['run', '--rm', '--mount', `type=bind,src=${host},dst=/o,readonly`, 'busybox', 'sh', '-c', 'touch /o/sub/old && echo sub-rw; touch /o/top 2>/dev/null || echo top-ro'], { DOCKER_API_VERSION: '1.43' });
+        assert.equal(old.stdout, 'sub-rw\ntop-ro\n', old.stderr);
+      }
       const bad = run(['run', '--rm', '--mount', `type=bind,src=${host},dst=/w,bind-recursive=writable`, 'busybox', 'true']);
       assert.equal(bad.code, 125);
       assert.match(bad.stderr, /option 'bind-recursive=writable' requires 'readonly' to be specified in conjunction/);

@@ -6,6 +6,7 @@ import type { Engine } from '../../engine/engine.ts';
 import type { CreateRequest } from '../../engine/container-create.ts';
 import type { AttachSink } from '../../engine/containers.ts';
 import { filterContainers, summary } from '../../engine/container-view.ts';
+import { readOnlyMountsNonRecursive } from '../../volume/mount-spec.ts';
 import { invalid } from '../../util/errors.ts';
 import { parseTimeArg } from '../../util/time.ts';
 
@@ -27,6 +28,7 @@ export function containerRoutes(r: Router, engine: Engine): void {
   r.post('/containers/create', async (ctx) => {
     const body = await readJsonBody<CreateRequest>(ctx.req);
     if (!body) throw invalid('config cannot be empty in order to create a container');
+    if (!versionAtLeast(ctx, '1.44')) readOnlyMountsNonRecursive(body.HostConfig?.Mounts);
     const res = await cs.create(body, ctx.query.get('name') || undefined);
     return reply(201, res);
   });
