@@ -405,6 +405,20 @@ test('docker-py: volumes create, list, use, remove conflicts, prune', () => {
   assert.deepEqual(readdirSync(host), ['host']);
 });
 
+test('cp reaches a stopped container\'s volumes and binds through its Mounts', () => {
+  const host = join(d.dir, 'cp-bind');
+  mkdirSync(host, { recursive: true });
+  assert.equal(d.berth(['create', '--name', 'cp-vol', '-v', 'cp-named:/named', '-v', `${host}:/bound`, 'busybox']).code, 0);
+  const src = join(d.dir, 'cp-src.txt');
+  writeFileSync(src, 'copied\n');
+  assert.equal(d.docker(['cp', src, 'cp-vol:/named/in-volume.txt']).code, 0);
+  assert.equal(d.berth(['cp', src, 'cp-vol:/bound/in-bind.txt']).code, 0);
+  assert.equal(readFileSync(join(volRoot(), 'cp-named', '_data', 'in-volume.txt'), 'utf8'), 'copied\n');
+  assert.equal(readFileSync(join(host, 'in-bind.txt'), 'utf8'), 'copied\n');
+  assert.equal(d.berth(['rm', 'cp-vol']).code, 0);
+  assert.equal(d.berth(['volume', 'rm', 'cp-named']).code, 0);
+});
+
 test('volume events: create, mount, unmount, destroy through both CLIs', () => {
   const since = String(Math.floor(Date.now() / 1000) - 1);
   assert.equal(d.berth(['run', '--rm', '-v', 'ev-vol:/e:ro', 'busybox', 'true']).code, 0);
