@@ -22,6 +22,10 @@ const LOADERS: Record<string, Loader> = {
   system: () => import('./commands/system.ts'),
   exec: () => import('./commands/exec.ts'),
   top: () => import('./commands/top.ts'),
+  volume: () => import('./commands/volume.ts'),
+  cp: () => import('./commands/cp.ts'),
+  data: () => import('./commands/data.ts'),
+  events: () => import('./commands/events.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -33,14 +37,17 @@ const MODULES: Record<string, string> = {
   version: 'system', info: 'system',
   exec: 'exec', top: 'top',
   'container inspect': 'inspect', 'image inspect': 'inspect',
-  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
+  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
+  cp: 'cp', export: 'data', diff: 'data', 'system df': 'data', events: 'events',
+  'volume create': 'volume', 'volume ls': 'volume', 'volume inspect': 'volume', 'volume rm': 'volume', 'volume prune': 'volume',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', exec: 'exec', top: 'top', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
+  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', exec: 'exec', top: 'top', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
-  system: { info: 'info', prune: 'system prune' },
+  system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
+  volume: { create: 'volume create', ls: 'volume ls', list: 'volume ls', inspect: 'volume inspect', rm: 'volume rm', remove: 'volume rm', prune: 'volume prune' },
 };
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -71,10 +78,11 @@ Management Commands:
   container   Manage containers
   image       Manage images
   system      Manage berth
+  volume      Manage volumes
 
 Commands:
-  attach, create, history, import, kill, load, rename, restart, rm, rmi,
-  save, start, stop, tag, top, wait
+  attach, cp, create, diff, events, export, history, import, kill, load,
+  rename, restart, rm, rmi, save, start, stop, tag, top, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)

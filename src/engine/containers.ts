@@ -32,6 +32,8 @@ import { dirSize, ensureDir, removeTree } from '../util/fsutil.ts';
 import { newId, randomName } from '../util/ids.ts';
 import { log } from '../util/log.ts';
 import type { DaemonConfig } from '../daemon/config.ts';
+import { VolumeService } from '../volume/volume-service.ts';
+import { ContainerMounts, volumeUsers } from '../volume/container-mounts.ts';
 
 /** Where attached output goes: an API connection, framed or raw by the API layer. */
 export interface AttachSink {
@@ -73,6 +75,8 @@ export class ContainerService {
   /** Containers whose monitor is still releasing runtime state and mounts after the exit. */
   private readonly cleaning = new Map<string, Promise<void>>();
   private readonly purging = new Set<Promise<unknown>>();
+  /** Filesystem work (cp, export) on containers that are not running; see claimFilesystem. */
+  private readonly fsHolds = new Map<string, Set<Promise<void>>>();
   private readonly exitWaiters = new Map<string, Array<(code: number) => void>>();
   private readonly cfg: DaemonConfig;
   private readonly images: ImageStore;
@@ -81,6 +85,8 @@ export class ContainerService {
   private hostResolv = '';
   /** Starts monitors; the exec service uses it too. */
   readonly launcher: MonitorLauncher;
+  readonly volumes: VolumeService;
+  private readonly mounts: ContainerMounts;
 
   constructor(cfg: DaemonConfig, images: ImageStore, layers: LayerStore, events: EventBus) {
     this.cfg = cfg;
@@ -89,6 +95,8 @@ export class ContainerService {
     this.events = events;
     this.store = new ContainerStore(cfg.dataRoot);
     this.launcher = new MonitorLauncher(join(cfg.nativeDir, 'berth-launcher'));
+    this.volumes = new VolumeService(cfg.dataRoot, events, (name) => volumeUsers(this.store.all(), name));
+    this.mounts = new ContainerMounts({ volumes: this.volumes, find: (ref) => this.store.find(ref), tmpRoot: join(cfg.dataRoot, 'tmp'), pinRoot: join(cfg.execRoot, 'subpaths'), emptyDir: () => this.emptyLower() });
   }
 
   private get monitorPath(): string {
@@ -107,8 +115,10 @@ export class ContainerService {
     await ensureDir(this.runtimeRoot, 0o700);
     await ensureDir(join(this.cfg.execRoot, 'containers'), 0o700);
     this.hostResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+    await this.volumes.store.init();
     const records = await this.store.init();
     for (const rec of records) await this.reconcile(rec);
+    await this.mounts.adopt(this.store.all());
     // Monitor directories of containers that no longer exist.
     for (const id of await readdir(join(this.cfg.execRoot, 'containers'))) {
       if (!this.store.get(id)) await removeTree(this.execDir(id));
@@ -192,12 +202,15 @@ export class ContainerService {
     const dir = this.store.dir(id);
     const rec = buildRecord({ id, name: fullName, req, imageId: img.record.id, imageRef: req.Image, image: img.config, layers: chainIds(img.config.rootfs.diff_ids), dir });
     this.validateHostConfig(rec);
+    const mountPlan = this.mounts.plan(rec);
     this.store.reserveName(fullName, id);
     try {
+      if (mountPlan.mounts.length) await this.mounts.apply(rec, mountPlan, rec.berth.layers.map((c) => this.layers.diffDir(c)).reverse());
       await this.store.add(rec);
       await Promise.all(['upper', 'work', 'rootfs'].map((d) => mkdir(join(dir, d), { mode: 0o755 })));
     } catch (err) {
       await this.store.remove(rec).catch(() => undefined);
+      await this.mounts.undo(mountPlan);
       throw err;
     }
     this.events.emit('container', 'create', id, { image: req.Image, name: fullName.slice(1) });
@@ -225,9 +238,38 @@ export class ContainerService {
     if (existing?.conn) throw notModified('container already started');
     const live = existing ?? this.newLive();
     this.live.set(rec.Id, live);
-    const previous = this.cleaning.get(rec.Id);
+    const previous = this.startGate(rec.Id);
     live.starting = (previous ? previous.then(() => this.doStart(rec, live)) : this.doStart(rec, live)).finally(() => { live.starting = undefined; });
     return live.starting;
+  }
+
+  /** What a start must wait for: the last run's cleanup and filesystem work on the stopped container. */
+  private startGate(id: string): Promise<unknown> | undefined {
+    const waits = [this.cleaning.get(id), ...(this.fsHolds.get(id) ?? [])].filter((p) => p !== undefined);
+    return waits.length ? Promise.all(waits) : undefined;
+  }
+
+  /**
+   * Claims a container's filesystem for cp, export or diff: `running` while
+   * its monitor's mount serves it; otherwise a hold that start and removal
+   * wait for until `release` (archive.ts mounts the overlay meanwhile).
+   */
+  async claimFilesystem(ref: string): Promise<{ rec: ContainerRecord; running: boolean; release: () => void }> {
+    const rec = this.find(ref);
+    const starting = this.live.get(rec.Id)?.starting;
+    if (starting) await starting.catch(() => undefined);
+    if (!this.store.get(rec.Id)) throw new BerthError('NotFound', `No such container: ${ref}`);
+    if (rec.State.Running) return { rec, running: true, release: () => undefined };
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    const holds = this.fsHolds.get(rec.Id) ?? new Set<Promise<void>>();
+    holds.add(held);
+    this.fsHolds.set(rec.Id, holds);
+    void held.then(() => {
+      holds.delete(held);
+      if (holds.size === 0 && this.fsHolds.get(rec.Id) === holds) this.fsHolds.delete(rec.Id);
+    });
+    return { rec, running: false, release };
   }
 
   /** Namespaces, mounts and files that the network mode decides. */
@@ -285,6 +327,7 @@ export class ContainerService {
       { destination: '/etc/hostname', type: 'bind', source: rec.HostnamePath, options: ['rbind', 'rprivate'] },
       { destination: '/etc/hosts', type: 'bind', source: rec.HostsPath, options: ['rbind', 'rprivate'] },
     ];
+    const userMounts = await this.mounts.ociMounts(rec);
     const spec = buildSpec({
       rootfs: join(dir, 'rootfs'),
       readonlyRootfs: hc.ReadonlyRootfs,
@@ -301,9 +344,10 @@ export class ContainerService {
       noNewPrivileges: (hc.SecurityOpt ?? []).some((o) => /^no-new-privileges(:true|=true)?$/.test(o)),
       namespaces: { ...net.ns, ipc: hc.IpcMode === 'host' ? 'host' : 'private', pid: hc.PidMode === 'host' ? 'host' : 'private', uts: hc.UTSMode === 'host' ? 'host' : 'private' },
       cgroupsPath: `${hc.CgroupParent || this.cfg.cgroupParent}/${rec.Id}`,
-      extraMounts: etcMounts,
+      extraMounts: [...etcMounts.filter((m) => !userMounts.destinations.has(m.destination)), ...userMounts.mounts],
       shmSize: hc.ShmSize ?? 64 * 1024 * 1024,
     });
+    if (userMounts.rootfsPropagation) spec.linux.rootfsPropagation = userMounts.rootfsPropagation;
     const warm = this.takeWarm(rec.Id);
     await writeFile(join(xdir, 'config.json'), JSON.stringify(spec));
     let spawned = false;
@@ -395,6 +439,7 @@ export class ContainerService {
     const code = /executable file not found|no such file or directory/i.test(msg) ? 127 : /permission denied/i.test(msg) ? 126 : 128;
     rec.State = { ...rec.State, Status: rec.State.Status === 'running' ? 'exited' : rec.State.Status, Running: false, Pid: 0, ExitCode: code, Error: msg };
     await this.store.save(rec);
+    await this.mounts.release(rec);
     this.events.emit('container', 'die', rec.Id, { exitCode: String(code), image: rec.Config.Image, name: rec.Name.slice(1) });
     if (rec.HostConfig.AutoRemove) await this.remove(rec.Id, { force: true }).catch(() => undefined);
     else this.notifyExit(rec.Id, code);
@@ -452,11 +497,13 @@ export class ContainerService {
       }
       // An auto-remove container's next write is its removal; one write saves a step of `run --rm`.
       await this.markExited(rec, exit, '', !rec.HostConfig.AutoRemove);
+      await this.mounts.release(rec);
       this.live.delete(rec.Id);
       for (const s of live.sinks) s.end();
       live.sinks.clear();
       live.resolveExit(exit);
-      this.events.emit('container', 'die', rec.Id, { exitCode: String(exit.exitCode), image: rec.Config.Image, name: rec.Name.slice(1) });
+      const ran = Math.max(0, Math.floor((Date.parse(exit.finishedAt) - Date.parse(rec.State.StartedAt)) / 1000));
+      this.events.emit('container', 'die', rec.Id, { execDuration: String(Number.isFinite(ran) ? ran : 0), exitCode: String(exit.exitCode), image: rec.Config.Image, name: rec.Name.slice(1) });
       if (rec.HostConfig.AutoRemove) {
         await this.destroy(rec);
       }
@@ -519,6 +566,7 @@ export class ContainerService {
       sink.end();
       return { stdin: () => undefined, closeStdin: () => undefined, detach: () => undefined };
     }
+    this.events.emit('container', 'attach', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
     let live = this.live.get(rec.Id);
     if (!live) {
       if (rec.State.Running) throw conflict(`container ${rec.Id} is running but its monitor is not connected`);
@@ -559,6 +607,7 @@ export class ContainerService {
     if (!rec.State.Running || !live?.conn) throw conflict(`Container ${rec.Id} is not running`);
     if (!Number.isInteger(h) || !Number.isInteger(w) || h < 0 || w < 0) throw invalid('invalid terminal size');
     live.conn.resize(h, w);
+    this.events.emit('container', 'resize', rec.Id, { height: String(h), width: String(w), image: rec.Config.Image, name: rec.Name.slice(1) });
   }
 
   // ---------------------------------------------------------------- signals
@@ -632,7 +681,10 @@ export class ContainerService {
       if (wasAuto && !this.store.get(rec.Id)) return;
     }
     if (!this.store.get(rec.Id)) return;
-    await this.destroy(rec);
+    // An explicit removal answers once the files are gone too, as docker's
+    // does (cgroup, mount, runtime state); auto-removal does not wait.
+    const { purged } = await this.destroy(rec, opts.volumes);
+    await purged;
   }
 
   /**
@@ -641,11 +693,13 @@ export class ContainerService {
    * monitor has released the runtime state and the mount. The record is
    * saved as `removing` first, so a restart finishes the job.
    */
-  private async destroy(rec: ContainerRecord): Promise<void> {
-    if (!this.store.get(rec.Id)) return;
+  private async destroy(rec: ContainerRecord, removeVolumes = false): Promise<{ purged: Promise<void> }> {
+    if (!this.store.get(rec.Id)) return { purged: Promise.resolve() };
     rec.State.Status = 'removing';
     await this.store.save(rec).catch(() => undefined);
     this.store.unlist(rec);
+    // `rm -v` and `--rm` take the container's anonymous volumes with it.
+    await this.mounts.removed(rec, removeVolumes || rec.HostConfig.AutoRemove).catch((err: unknown) => log.error('releasing container volumes failed', { id: rec.Id, error: errorMessage(err) }));
     this.live.delete(rec.Id);
     this.events.emit('container', 'destroy', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
     const ws = this.removedWaiters.get(rec.Id);
@@ -654,10 +708,12 @@ export class ContainerService {
     const purge = this.purge(rec).catch((err) => log.error('removing container files failed', { id: rec.Id, error: errorMessage(err) }));
     this.purging.add(purge);
     void purge.finally(() => this.purging.delete(purge));
+    return { purged: purge };
   }
 
   private async purge(rec: ContainerRecord): Promise<void> {
     await this.cleaning.get(rec.Id);
+    await Promise.all([...(this.fsHolds.get(rec.Id) ?? [])]);
     if (!rec.State.Running) await this.coolDown(rec.Id);
     // A monitor killed before its cleanup leaves the runtime's state behind.
     if (existsSync(join(this.runtimeRoot, rec.Id))) await runtimeDelete(this.cfg.runtimePath, this.runtimeRoot, rec.Id);

@@ -9,6 +9,9 @@ import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
 import { ExecService } from './exec.ts';
 import { ensureDir } from '../util/fsutil.ts';
+import { ArchiveService } from './archive.ts';
+import { DiskUsageService } from './df.ts';
+import { PruneService } from './prune.ts';
 
 /** All of berthd's services, wired together once. API handlers reach them through this. */
 export class Engine {
@@ -21,6 +24,9 @@ export class Engine {
   readonly images: ImageService;
   readonly system: SystemService;
   readonly execs: ExecService;
+  readonly archive: ArchiveService;
+  readonly df: DiskUsageService;
+  readonly prune: PruneService;
 
   constructor(cfg: DaemonConfig) {
     this.cfg = cfg;
@@ -31,6 +37,11 @@ export class Engine {
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
     this.execs = new ExecService(cfg, this.containers, this.events);
+    this.archive = new ArchiveService(cfg, this.containers, this.layers, this.events);
+    this.df = new DiskUsageService(this.images, this.imageStore, this.layers, this.containers);
+    this.df.volumes = async () => (await this.containers.volumes.diskUsage()).Volumes;
+    this.prune = new PruneService(this.containers, this.events);
+    this.events.enrich('container', containerLabels(this.containers));
   }
 
   async init(): Promise<void> {
@@ -42,5 +53,28 @@ export class Engine {
     await this.imageStore.init();
     await this.containers.init();
     await this.execs.init();
+    await this.archive.init();
   }
+}
+
+/**
+ * docker adds a container's labels to each of its events (the given
+ * attributes win for image and name). Labels are remembered so a destroy
+ * event, emitted once the record is gone, still carries them.
+ */
+function containerLabels(containers: ContainerService): (id: string, attrs: Record<string, string>) => Record<string, string> {
+  const known = new Map<string, Record<string, string>>();
+  return (id, attrs) => {
+    const rec = containers.store.get(id);
+    let labels = rec?.Config.Labels;
+    if (labels) known.set(id, labels);
+    else {
+      labels = known.get(id);
+      known.delete(id);
+    }
+    const out = { ...attrs, ...(labels ?? {}) };
+    if (attrs.image !== undefined) out.image = attrs.image;
+    if (attrs.name !== undefined) out.name = attrs.name;
+    return out;
+  };
 }

@@ -8,6 +8,7 @@ import type { Engine } from '../../engine/engine.ts';
 import type { CreateRequest } from '../../engine/container-create.ts';
 import type { AttachSink } from '../../engine/containers.ts';
 import { filterContainers, summary } from '../../engine/container-view.ts';
+import { readOnlyMountsNonRecursive } from '../../volume/mount-spec.ts';
 import { invalid } from '../../util/errors.ts';
 import { parseTimeArg } from '../../util/time.ts';
 
@@ -29,6 +30,7 @@ export function containerRoutes(r: Router, engine: Engine): void {
   r.post('/containers/create', async (ctx) => {
     const body = await readJsonBody<CreateRequest>(ctx.req);
     if (!body) throw invalid('config cannot be empty in order to create a container');
+    if (!versionAtLeast(ctx, '1.44')) readOnlyMountsNonRecursive(body.HostConfig?.Mounts);
     const res = await cs.create(body, ctx.query.get('name') || undefined);
     return reply(201, res);
   });
@@ -147,17 +149,5 @@ export function containerRoutes(r: Router, engine: Engine): void {
     return HANDLED;
   });
 
-  r.post('/containers/prune', async (ctx) => {
-    const filters = qFilters(ctx.query);
-    const deleted: string[] = [];
-    for (const c of filterContainers(cs.list(), new Map([...filters].filter(([k]) => k === 'label')), (ref) => cs.store.find(ref), engine.imageStore)) {
-      if (c.State.Running || c.State.Status === 'paused') continue;
-      const until = filters.get('until')?.[0];
-      if (until && Date.parse(c.Created) / 1000 >= parseTimeArg(until)) continue;
-      await cs.remove(c.Id);
-      deleted.push(c.Id);
-    }
-    engine.events.emit('container', 'prune', '', { reclaimed: '0' });
-    return { ContainersDeleted: deleted.length ? deleted : null, SpaceReclaimed: 0 };
-  });
+  r.post('/containers/prune', async (ctx) => engine.prune.containersPrune(qFilters(ctx.query)));
 }
