@@ -9,9 +9,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { Stats } from 'node:fs';
-import { chmod, copyFile, lchown, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rm, symlink, utimes } from 'node:fs/promises';
+import { chmod, copyFile, lchown, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
-import { join, posix, relative } from 'node:path';
+import { join, posix } from 'node:path';
 import { globMatch, hasGlob } from './dockerignore.ts';
 import type { DockerIgnore } from './dockerignore.ts';
 import { statInLayers } from './rootview.ts';
@@ -56,8 +56,8 @@ async function resolveInRoot(root: string, rel: string): Promise<string> {
   return join(root, cur);
 }
 
-/** Expand the source patterns; `what` words the not-found error. */
-export async function findSources(root: string, patterns: string[], ignore: DockerIgnore | undefined, cmd: string, fromContext: boolean): Promise<Source[]> {
+/** Expand the source patterns (wildcards, the ignore file for context sources); none found is docker's error. */
+export async function findSources(root: string, patterns: string[], ignore: DockerIgnore | undefined, cmd: string, fromContext: boolean, exclude?: DockerIgnore): Promise<Source[]> {
   const out: Source[] = [];
   for (const pat of patterns) {
     const p = clean(pat);
@@ -69,6 +69,7 @@ export async function findSources(root: string, patterns: string[], ignore: Dock
     let found = 0;
     for (const rel of matches) {
       if (fromContext && ignore && rel !== '' && ignore.excluded(rel)) continue;
+      if (exclude && rel !== '' && (exclude.excluded(rel) || exclude.excluded(posix.basename(rel)))) continue;
       const abs = await resolveInRoot(root, rel);
       let st: Stats;
       try {
@@ -112,7 +113,7 @@ async function walkGlob(root: string, prefix: string, segs: string[], out: strin
 }
 
 /** Every path under a source (itself first), relative to the source, honouring the ignore file. */
-async function walk(src: Source, ignore: DockerIgnore | undefined, visit: (rel: string, abs: string, st: Stats) => Promise<void>): Promise<void> {
+async function walk(src: Source, ignore: DockerIgnore | undefined, visit: (rel: string, abs: string, st: Stats) => Promise<void>, exclude?: DockerIgnore): Promise<void> {
   const st = await lstat(src.abs);
   await visit('', src.abs, st);
   if (!st.isDirectory()) return;
@@ -124,6 +125,8 @@ async function walk(src: Source, ignore: DockerIgnore | undefined, visit: (rel: 
         const s = await lstat(join(src.abs, r));
         if (!(s.isDirectory() && ignore.hasExceptions())) continue;
       }
+      // COPY --exclude patterns are relative to the source.
+      if (exclude && exclude.excluded(r)) continue;
       const s = await lstat(join(src.abs, r));
       await visit(r, join(src.abs, r), s);
       if (s.isDirectory()) await rec(r);
@@ -139,7 +142,7 @@ async function fileDigest(path: string): Promise<string> {
 }
 
 /** A content hash of the sources, and docker's history label kind (file:, dir:, multi:). */
-export async function hashSources(sources: Source[], ignore: DockerIgnore | undefined): Promise<{ kind: 'file' | 'dir' | 'multi'; hash: string }> {
+export async function hashSources(sources: Source[], ignore: DockerIgnore | undefined, exclude?: DockerIgnore): Promise<{ kind: 'file' | 'dir' | 'multi'; hash: string }> {
   const all = createHash('sha256');
   for (const s of sources) {
     const h = createHash('sha256');
@@ -149,7 +152,7 @@ export async function hashSources(sources: Source[], ignore: DockerIgnore | unde
       if (st.isFile()) h.update(await fileDigest(abs));
       else if (st.isSymbolicLink()) h.update(await readlink(abs));
       h.update('\n');
-    });
+    }, exclude);
     all.update(`${s.rel}:${h.digest('hex')}\n`);
   }
   const kind = sources.length > 1 ? 'multi' : sources[0]!.st.isDirectory() ? 'dir' : 'file';
@@ -167,6 +170,10 @@ export interface CopyInto {
   /** ADD: unpack local archives. */
   unpack: boolean;
   ignore?: DockerIgnore;
+  /** COPY --exclude. */
+  exclude?: DockerIgnore;
+  /** COPY --parents: sources keep their path below the source root. */
+  parents?: boolean;
 }
 
 /** Create `dir` (absolute in the image) in the stage, parents taking the image's metadata when they exist there. */
@@ -223,11 +230,12 @@ function untar(archive: string, dest: string): Promise<boolean> {
 export async function copyInto(c: CopyInto, sources: Source[], destIsDir: boolean): Promise<void> {
   const dest = c.dest;
   const existing = await statInLayers(c.lowerTopFirst, dest);
-  const intoDir = destIsDir || sources.length > 1 || existing?.isDirectory() === true;
+  const intoDir = destIsDir || sources.length > 1 || existing?.isDirectory() === true || c.parents === true;
   for (const s of sources) {
     if (s.st.isDirectory()) {
-      await ensureDirIn(c, dest, c.chown);
-      await copyTree(c, s, clean(dest));
+      const d = c.parents && s.rel ? posix.join(dest, s.rel) : dest;
+      await ensureDirIn(c, d, c.chown);
+      await copyTree(c, s, clean(d));
       continue;
     }
     if (c.unpack && s.st.isFile() && isArchiveMagic(await readHead(s.abs))) {
@@ -236,7 +244,7 @@ export async function copyInto(c: CopyInto, sources: Source[], destIsDir: boolea
       const target = join(c.stage, clean(dest));
       if (await untar(s.abs, target)) continue;
     }
-    const name = posix.basename(s.rel || s.abs);
+    const name = c.parents ? s.rel : posix.basename(s.rel || s.abs);
     const target = intoDir ? posix.join(clean(dest), name) : clean(dest);
     await ensureDirIn(c, posix.dirname(posix.join('/', target)), c.chown);
     await copyEntry(c, s.abs, s.st, join(c.stage, target));
@@ -248,7 +256,7 @@ async function copyTree(c: CopyInto, s: Source, destRel: string): Promise<void> 
     if (rel === '') return;
     const target = join(c.stage, destRel, rel);
     await copyEntry(c, abs, st, target);
-  });
+  }, c.exclude);
 }
 
 async function copyEntry(c: CopyInto, abs: string, st: Stats, target: string): Promise<void> {
@@ -288,12 +296,6 @@ export function resolveDest(dest: string, workdir: string): { path: string; isDi
   const abs = dest.startsWith('/') ? dest : posix.join(workdir || '/', dest);
   return { path: posix.normalize(abs), isDir };
 }
-
-export function relativeTo(root: string, p: string): string {
-  return relative(root, p);
-}
-
-export { realpath };
 
 export function parseChmod(v: string): number {
   if (!/^[0-7]{3,4}$/.test(v)) throw invalid(`invalid chmod parameter: '${v}'. it should be octal string and between 0 and 07777`);

@@ -20,7 +20,7 @@ import { removeTree } from '../util/fsutil.ts';
 import { Expander } from './expand.ts';
 import { DockerfileError, parseDockerfile, parseKeyValues, parseStages, splitRawWords } from './parser.ts';
 import type { Instruction, Stage, StagedDockerfile } from './parser.ts';
-import type { DockerIgnore } from './dockerignore.ts';
+import { DockerIgnore } from './dockerignore.ts';
 import { copyInto, findSources, hashSources, parseChmod, resolveDest } from './copy.ts';
 import type { Source } from './copy.ts';
 import { mountLayers, statInLayers } from './rootview.ts';
@@ -745,6 +745,12 @@ export class Executor {
     if (fromFlag && cmd === 'ADD') throw new BuildFailure('ADD does not support --from');
     const { path: dest, isDir } = resolveDest(destRaw, run.WorkingDir || '/');
     const chmod = flags.has('chmod') ? parseChmod(flags.get('chmod')!) : undefined;
+    const excludes = ins.flags.filter((f) => f.name === 'exclude' && f.value).map((f) => x.word(f.value!));
+    const exclude = excludes.length ? new DockerIgnore(excludes.join('\n')) : undefined;
+    const parents = flags.has('parents') && flags.get('parents') !== 'false';
+    for (const f of ['checksum', 'keep-git-dir']) {
+      if (flags.has(f)) throw new BuildFailure(`${cmd} --${f} is only for remote sources, which this builder does not fetch`);
+    }
     let view: RootView | undefined;
     let heredocDir: string | undefined;
     try {
@@ -787,17 +793,17 @@ export class Executor {
           throw new BuildFailure(`ADD failed: remote sources are not supported by this builder: ${w}`);
         }
       }
-      if (plain.length) sources.push(...(await findSources(srcRoot, plain, fromContext ? this.req.ignore : undefined, cmd, fromContext)));
-      const { kind, hash } = await hashSources(sources, fromContext ? this.req.ignore : undefined);
+      if (plain.length) sources.push(...(await findSources(srcRoot, plain, fromContext ? this.req.ignore : undefined, cmd, fromContext, exclude)));
+      const { kind, hash } = await hashSources(sources, fromContext ? this.req.ignore : undefined, exclude);
       const createdBy = nopHistory1(run, `${cmd} ${kind}:${hash} in ${destRaw} `);
       const chownSpec = flags.get('chown') ? x.word(flags.get('chown')!) : undefined;
-      await this.cached(si, st, [cmd, createdBy, chownSpec, chmod, dest, isDir, fromKey], async () => {
+      await this.cached(si, st, [cmd, createdBy, chownSpec, chmod, dest, isDir, fromKey, excludes, parents], async () => {
         const lowers = this.layerDirs(st.config);
         const chown = chownSpec ? await resolveChown(lowers, chownSpec) : undefined;
         const stageDir = join(this.tmpRoot, `copy-${randomBytes(6).toString('hex')}`);
         await mkdir(stageDir, { mode: 0o755 });
         try {
-          await copyInto({ stage: stageDir, lowerTopFirst: lowers, dest, chown, chmod, unpack: cmd === 'ADD', ignore: fromContext ? this.req.ignore : undefined }, sources, isDir);
+          await copyInto({ stage: stageDir, lowerTopFirst: lowers, dest, chown, chmod, unpack: cmd === 'ADD', ignore: fromContext ? this.req.ignore : undefined, exclude, parents }, sources, isDir);
           const snap = await snapshotLayer(this.engine.layers, stageDir, topChain(st.config), { move: true });
           return childConfig(st.config, { run, createdBy, diffId: snap.diffId });
         } finally {

@@ -427,3 +427,20 @@ test('system df lists the build cache; a client that hangs up cancels the build'
   assert.notEqual(d.berth(['image', 'inspect', 'cancelled']).code, 0);
   assertClean();
 });
+
+test('COPY --exclude and --parents; remote-only ADD flags are refused', () => {
+  const dir = ctx('excl', {
+    Dockerfile: 'FROM busybox\nCOPY --exclude=**/*.log --exclude=skip src /plain/\nCOPY --parents src/a/one.txt src/b/two.txt /par/\n',
+    'src/a/one.txt': '1',
+    'src/a/x.log': 'log',
+    'src/b/two.txt': '2',
+    'src/skip/s.txt': 's',
+  });
+  const r = d.berth(['build', '-t', 'excl', dir]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const ls = d.berth(['run', '--rm', 'excl', 'sh', '-c', 'cd /plain && find . | sort; cd /par && find . -type f | sort']);
+  assert.equal(ls.stdout, '.\n./a\n./a/one.txt\n./b\n./b/two.txt\n./src/a/one.txt\n./src/b/two.txt\n');
+  const bad = d.berth(['build', '-'], 'FROM busybox\nADD --checksum=sha256:00 Dockerfile /x\n');
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--checksum is only for remote sources/);
+});
