@@ -44,9 +44,9 @@ export class BuildCache {
   async get(key: string): Promise<ImageConfig | undefined> {
     const e = await readJson<Entry>(join(this.dir, `${key}.json`));
     if (!e) return undefined;
-    const chains = chainIds(e.config.rootfs.diff_ids);
-    const top = chains[chains.length - 1];
-    if (top && !(await this.layers.exists(top))) return undefined;
+    // Every layer must still be there: removing an image can take lower layers a cached step stands on.
+    const present = await Promise.all(chainIds(e.config.rootfs.diff_ids).map((c) => this.layers.exists(c)));
+    if (present.includes(false)) return undefined;
     return e.config;
   }
 

@@ -444,3 +444,12 @@ test('COPY --exclude and --parents; remote-only ADD flags are refused', () => {
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /--checksum is only for remote sources/);
 });
+
+test('removing a built image drops its layers; the next build redoes what the cache lost', () => {
+  const dir = ctx('rmi', { Dockerfile: 'FROM busybox\nRUN echo one > /one\nRUN echo two > /two\n' });
+  assert.equal(d.berth(['build', '-t', 'rmi-me', dir]).code, 0);
+  assert.equal(d.berth(['rmi', 'rmi-me']).code, 0);
+  const again = d.berth(['build', '-t', 'rmi-me', dir]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(d.berth(['run', '--rm', 'rmi-me', 'cat', '/one', '/two']).stdout, 'one\ntwo\n');
+});
