@@ -453,3 +453,22 @@ test('removing a built image drops its layers; the next build redoes what the ca
   assert.equal(again.code, 0, again.stderr);
   assert.equal(d.berth(['run', '--rm', 'rmi-me', 'cat', '/one', '/two']).stdout, 'one\ntwo\n');
 });
+
+test('berthd killed during a RUN: the next start clears the step container', async () => {
+  const dir = ctx('crash', { Dockerfile: 'FROM busybox\nRUN sleep 3\n' });
+  const p = d.spawn('berth', ['build', '--no-cache', dir]);
+  let out = '';
+  await new Promise<void>((resolve) => {
+    p.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('Running in')) resolve();
+    });
+  });
+  await d.stop('SIGKILL');
+  await new Promise((r) => p.once('exit', r));
+  await d.start();
+  // The monitor of the killed build lets its container finish; give it the time.
+  for (let i = 0; i < 60 && readFileSync('/proc/self/mounts', 'utf8').includes(d.dir); i++) await new Promise((r) => setTimeout(r, 100));
+  assertClean();
+  assert.equal(d.berth(['build', '-q', '-'], 'FROM busybox\nRUN true\n').code, 0);
+});
