@@ -20,6 +20,7 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  registry: () => import('./commands/registry.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -31,12 +32,14 @@ const MODULES: Record<string, string> = {
   version: 'system', info: 'system',
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
+  pull: 'registry', push: 'registry', login: 'registry', logout: 'registry', 'manifest inspect': 'registry',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
   container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
-  image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
+  image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune', pull: 'pull', push: 'push' },
+  manifest: { inspect: 'manifest inspect' },
   system: { info: 'info', prune: 'system prune' },
 };
 
@@ -67,10 +70,11 @@ Management Commands:
   container   Manage containers
   image       Manage images
   system      Manage berth
+  manifest    Manage image manifests
 
 Commands:
-  attach, create, history, import, kill, load, rename, restart, rm, rmi,
-  save, start, stop, tag, wait
+  attach, create, history, import, kill, load, login, logout, pull, push,
+  rename, restart, rm, rmi, save, start, stop, tag, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)
@@ -161,6 +165,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  // `--config DIR` is where the credentials live (read by the registry commands).
+  if (g.str('config')) process.env.DOCKER_CONFIG = g.str('config');
   const client = new ApiClient(parseHost(g.str('host')));
   const ctx: CliContext = { client, out: process.stdout, err: process.stderr };
   try {

@@ -8,6 +8,7 @@ import { EventBus } from './events.ts';
 import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
 import { ensureDir } from '../util/fsutil.ts';
+import { DistributionService } from '../distribution/service.ts';
 
 /** All of berthd's services, wired together once. API handlers reach them through this. */
 export class Engine {
@@ -19,6 +20,7 @@ export class Engine {
   readonly containers: ContainerService;
   readonly images: ImageService;
   readonly system: SystemService;
+  readonly distribution: DistributionService;
 
   constructor(cfg: DaemonConfig) {
     this.cfg = cfg;
@@ -28,6 +30,7 @@ export class Engine {
     this.containers = new ContainerService(cfg, this.imageStore, this.layers, this.events);
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
+    this.distribution = new DistributionService(cfg, this.images, this.imageStore, this.content, this.layers);
   }
 
   async init(): Promise<void> {
