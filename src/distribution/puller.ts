@@ -21,7 +21,7 @@ import { familiarName, familiarString } from '../image/reference.ts';
 import type { Reference } from '../image/reference.ts';
 import type { Descriptor, ImageConfig, ImageRecord, Manifest, Platform } from '../image/types.ts';
 import type { ImageService } from '../engine/images.ts';
-import { BerthError, invalid, notFound, systemError } from '../util/errors.ts';
+import { invalid, notFound, systemError } from '../util/errors.ts';
 import { shortId } from '../util/ids.ts';
 import type { BlobSources } from './blob-sources.ts';
 import { LAYER_TYPES, MANIFEST_ACCEPT, normalisePlatform, parseManifest, platformString, Schema1Error, selectPlatform } from './manifest.ts';
@@ -96,7 +96,7 @@ export function pullError(err: unknown, ref: Reference): unknown {
   if (err.code === 'NAME_UNKNOWN' || err.code === 'DENIED' || (err.code === 'UNAUTHORIZED' && !err.message.startsWith('no basic'))) {
     return notFound(`pull access denied for ${name}, repository does not exist or may require 'docker login': ${err.message}`);
   }
-  if (err.status === 401) return new BerthError('Unauthorized', err.message);
+  // Not a 401: that would make the docker CLI prompt for a login, which dockerd's answer does not.
   return systemError(err.message, err);
 }
 
@@ -214,8 +214,14 @@ export class Puller {
     const repo = `${ref.domain}/${ref.path}`;
     let result: PullResult;
     try {
-      for (const l of m.layers) this.progress({ status: 'Pulling fs layer', progressDetail: {}, id: shortId(l.digest) });
-      await parallel(m.layers, CONCURRENCY, (l, i) => this.fetchLayer(ref, l, i === 0 ? null : chains[i - 1]!, diffIds[i]!, chains[i]!, created));
+      const present = await Promise.all(chains.map((ch) => this.s.layers.has(ch)));
+      // An image already here is not fetched again (dockerd says nothing about its layers then).
+      const complete = this.s.store.get(m.config.digest) !== undefined && present.every(Boolean);
+      if (!complete) {
+        m.layers.forEach((l, i) => this.progress({ status: present[i] ? 'Already exists' : 'Pulling fs layer', progressDetail: {}, id: shortId(l.digest) }));
+        const todo = m.layers.map((l, i) => ({ l, i })).filter(({ i }) => !present[i]);
+        await parallel(todo, CONCURRENCY, ({ l, i }) => this.fetchLayer(ref, l, i === 0 ? null : chains[i - 1]!, diffIds[i]!, chains[i]!, created));
+      }
       // Small blobs only now, so a failed pull leaves none of them behind.
       for (const [bytes, digest] of [[configBytes, m.config.digest], [r.manifestBytes, r.manifestDigest]] as const) {
         if (!(await this.s.content.has(digest))) {
@@ -262,7 +268,8 @@ export class Puller {
   private async fetchLayer(ref: Reference, l: Descriptor, parent: string | null, diffId: string, chain: string, created: Created): Promise<void> {
     const id = shortId(l.digest);
     if (await this.s.layers.has(chain)) {
-      this.progress({ status: 'Already exists', progressDetail: {}, id });
+      // Another pull finished it meanwhile.
+      this.progress({ status: 'Pull complete', progressDetail: {}, id });
       return;
     }
     const running = this.s.inflight.get(chain);
@@ -357,6 +364,11 @@ export class Puller {
         const headers: Record<string, string> = got > 0 ? { Range: `bytes=${got}-` } : {};
         const res = await this.client.expect('GET', `/v2/${ref.path}/blobs/${l.digest}`, [200, 206], { scopes: this.scopes(ref), headers });
         let skip = got > 0 && res.status === 200 ? got : 0;
+        const length = Number(res.headers['content-length'] ?? NaN);
+        if (res.status === 200 && Number.isFinite(length) && length !== l.size) {
+          res.body.destroy();
+          throw invalid(`layer ${l.digest} is truncated or padded: the registry serves ${length} bytes, the manifest says ${l.size}`);
+        }
         for await (const raw of res.body) {
           let chunk = raw as Buffer;
           if (skip > 0) {

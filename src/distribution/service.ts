@@ -187,7 +187,13 @@ export class DistributionService {
     const domain = registryHostOfAddress(auth.serveraddress ?? '');
     if (!auth.username && !auth.identitytoken) throw invalid('username is empty');
     await this.onEndpoints(domain, auth, true, async (client, ep) => {
-      const res = await client.request('GET', '/v2/', { scopes: [] });
+      let res;
+      try {
+        res = await client.request('GET', '/v2/', { scopes: [] });
+      } catch (err) {
+        if (err instanceof RegistryError && err.status === 401) throw new BerthError('Unauthorized', `login attempt to ${ep.url}/v2/ failed with status: 401 Unauthorized`);
+        throw err;
+      }
       res.body.resume();
       if (res.status === 200) return;
       if (res.status === 401) throw new BerthError('Unauthorized', `login attempt to ${ep.url}/v2/ failed with status: 401 Unauthorized`);
@@ -200,8 +206,11 @@ export class DistributionService {
   }
 }
 
+/**
+ * Registry refusals during a push are reported as dockerd reports them: a
+ * plain error, not a 401 (which would make the docker CLI prompt for a login).
+ */
 function pushError(err: unknown): unknown {
   if (!(err instanceof RegistryError)) return err;
-  if (err.status === 401 || err.code === 'DENIED') return new BerthError('Unauthorized', err.message);
   return systemError(err.message, err);
 }
