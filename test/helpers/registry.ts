@@ -33,12 +33,14 @@ export class TestRegistry {
   port = 0;
   proc?: ChildProcess;
   private readonly users?: Record<string, string>;
+  private readonly tls: boolean;
 
-  /** `users` turns on htpasswd (bcrypt) authentication. */
-  constructor(dir: string, users?: Record<string, string>) {
+  /** `users` turns on htpasswd (bcrypt) authentication; `tls` serves HTTPS with a self-signed certificate. */
+  constructor(dir: string, users?: Record<string, string>, tls = false) {
     this.dir = dir;
     this.storage = join(dir, 'storage');
     this.users = users;
+    this.tls = tls;
   }
 
   get host(): string {
@@ -54,7 +56,7 @@ export class TestRegistry {
   }
 
   get url(): string {
-    return `http://${this.host}`;
+    return `${this.tls ? 'https' : 'http'}://${this.host}`;
   }
 
   async start(): Promise<void> {
@@ -70,10 +72,16 @@ export class TestRegistry {
       }
       auth = `auth:\n  htpasswd:\n    realm: berth-test\n    path: ${htpasswd}\n`;
     }
+    let tls = '';
+    if (this.tls) {
+      const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(this.dir, 'key.pem'), '-out', join(this.dir, 'cert.pem')], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
+      tls = `  tls:\n    certificate: ${join(this.dir, 'cert.pem')}\n    key: ${join(this.dir, 'key.pem')}\n`;
+    }
     const config = join(this.dir, 'config.yml');
     writeFileSync(
       config,
-      `version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: ${this.storage}\n  delete:\n    enabled: true\nhttp:\n  addr: ${this.host}\n  secret: berth-test-secret\n${auth}`,
+      `version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: ${this.storage}\n  delete:\n    enabled: true\nhttp:\n  addr: ${this.host}\n  secret: berth-test-secret\n${tls}${auth}`,
     );
     // The log goes straight to a file, so it is complete whenever a test reads it.
     const fd = openSync(join(this.dir, 'registry.log'), 'a');
@@ -83,8 +91,8 @@ export class TestRegistry {
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`docker-registry exited: ${this.log}`);
       try {
-        const r = await fetch(`${this.url}/v2/`);
-        if (r.status === 200 || r.status === 401) return;
+        const r = spawnSync('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', `${this.url}/v2/`], { encoding: 'utf8' });
+        if (r.stdout === '200' || r.stdout === '401') return;
       } catch {
         // not up yet
       }

@@ -409,3 +409,18 @@ test('credentials kept by a credential helper (credsStore)', () => {
   ok(a.cli2('berth', ['logout', authReg.host], env), 'logout via helper');
   assert.equal(JSON.parse(readFileSync(store, 'utf8'))[authReg.host], undefined);
 });
+
+test('a loopback registry serving HTTPS with a self-signed certificate is used over HTTPS', async () => {
+  const tlsReg = new TestRegistry(join(regDir, 'tls'), undefined, true);
+  await tlsReg.start();
+  try {
+    const ref = `${tlsReg.host}/secure/bb:1`;
+    ok(a.berth(['tag', 'busybox', ref]), 'tag');
+    assert.match(ok(a.berth(['push', ref]), 'push over https'), /1: digest: sha256:/);
+    ok(b.docker(['pull', ref]), 'pull over https');
+    assert.equal(ok(b.berth(['run', '--rm', ref, 'echo', 'tls-ok']), 'run'), 'tls-ok\n');
+    assert.match(tlsReg.log, /TLS handshake error|"GET \/v2\/secure\/bb\/manifests\/1 HTTP\/1.1" 200/);
+  } finally {
+    await tlsReg.cleanup();
+  }
+});

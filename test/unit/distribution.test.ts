@@ -76,3 +76,28 @@ test("progress bar as docker's daemon renders it", () => {
   assert.equal(progressBar({ current: 500, total: 1000 }), `[${'='.repeat(25)}>${' '.repeat(25)}]     500B/1kB`);
   assert.equal(progressBar({ current: 2_000_000 }), '     2MB');
 });
+
+test('certs.d: CAs and a client key pair for one registry, as docker reads them', async () => {
+  const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync('/tmp/berth-unit-certs-');
+  try {
+    mkdirSync(join(dir, 'reg.example:5000'));
+    writeFileSync(join(dir, 'reg.example:5000', 'ca.crt'), 'CA-PEM');
+    writeFileSync(join(dir, 'reg.example:5000', 'client.cert'), 'CERT-PEM');
+    writeFileSync(join(dir, 'reg.example:5000', 'client.key'), 'KEY-PEM');
+    const [ep] = endpointsFor('reg.example:5000', { mirrors: [], insecure: [], certsDirs: ['/nonexistent', dir] });
+    assert.equal(ep!.tls!.insecure, false);
+    assert.ok(ep!.tls!.ca!.includes('CA-PEM'));
+    assert.ok(ep!.tls!.ca!.length > 1, 'system CAs are kept alongside');
+    assert.equal(ep!.tls!.cert!.toString(), 'CERT-PEM');
+    assert.equal(ep!.tls!.key!.toString(), 'KEY-PEM');
+    const [other] = endpointsFor('other.example', { mirrors: [], insecure: [], certsDirs: [dir] });
+    assert.equal(other!.tls!.ca, undefined);
+    mkdirSync(join(dir, 'bad.example'));
+    writeFileSync(join(dir, 'bad.example', 'client.cert'), 'CERT-PEM');
+    assert.throws(() => endpointsFor('bad.example', { mirrors: [], insecure: [], certsDirs: [dir] }), /missing key/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
