@@ -34,13 +34,19 @@ export class TestRegistry {
   proc?: ChildProcess;
   private readonly users?: Record<string, string>;
   private readonly tls: boolean;
+  private readonly token?: { realm: string; service: string; issuer: string; certPath: string };
 
-  /** `users` turns on htpasswd (bcrypt) authentication; `tls` serves HTTPS with a self-signed certificate. */
-  constructor(dir: string, users?: Record<string, string>, tls = false) {
+  /**
+   * `users` turns on htpasswd (bcrypt) authentication; `tls` serves HTTPS
+   * with a self-signed certificate; `token` turns on bearer-token auth
+   * against a token server (see token-server.ts).
+   */
+  constructor(dir: string, users?: Record<string, string>, tls = false, token?: { realm: string; service: string; issuer: string; certPath: string }) {
     this.dir = dir;
     this.storage = join(dir, 'storage');
     this.users = users;
     this.tls = tls;
+    this.token = token;
   }
 
   get host(): string {
@@ -71,6 +77,9 @@ export class TestRegistry {
         if (r.status !== 0) throw new Error(`htpasswd failed: ${r.stderr}`);
       }
       auth = `auth:\n  htpasswd:\n    realm: berth-test\n    path: ${htpasswd}\n`;
+    }
+    if (this.token) {
+      auth = `auth:\n  token:\n    realm: ${this.token.realm}\n    service: ${this.token.service}\n    issuer: ${this.token.issuer}\n    rootcertbundle: ${this.token.certPath}\n`;
     }
     let tls = '';
     if (this.tls) {

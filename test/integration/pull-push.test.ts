@@ -16,6 +16,7 @@ import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { TestDaemon, BUSYBOX_TAR } from '../helpers/daemon.ts';
 import { TestRegistry, pushTarImage, sha256 } from '../helpers/registry.ts';
+import { TokenServer } from '../helpers/token-server.ts';
 
 const a = new TestDaemon('dist-a');
 const b = new TestDaemon('dist-b');
@@ -422,5 +423,45 @@ test('a loopback registry serving HTTPS with a self-signed certificate is used o
     assert.match(tlsReg.log, /TLS handshake error|"GET \/v2\/secure\/bb\/manifests\/1 HTTP\/1.1" 200/);
   } finally {
     await tlsReg.cleanup();
+  }
+});
+
+test('a registry with bearer-token auth: anonymous pull, push only with a login, tokens asked with the right scopes', async () => {
+  const tokens = new TokenServer(join(regDir), { bob: 'tok3n-pw' });
+  await tokens.start();
+  const tokReg = new TestRegistry(join(regDir, 'token'), undefined, false, { realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, certPath: tokens.certPath });
+  await tokReg.start();
+  try {
+    const ref = `${tokReg.host}/tok/bb:1`;
+    ok(a.berth(['tag', 'busybox', ref]), 'tag');
+    // The CLIs run asynchronously: the token server lives in this process.
+    const denied = await runAsync(a, 'berth', ['push', ref]);
+    assert.notEqual(denied.code, 0);
+    assert.match(denied.out, /unauthorized|denied/);
+
+    const wrong = await runAsync(a, 'berth', ['login', '-u', 'bob', '-p', 'nope', tokReg.host]);
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.out, /401 Unauthorized/);
+    const login = await new Promise<{ code: number; out: string }>((resolve) => {
+      const p = a.spawn('berth', ['login', '-u', 'bob', '--password-stdin', tokReg.host]);
+      let out = '';
+      p.stdout!.on('data', (x: Buffer) => (out += x.toString()));
+      p.stderr!.on('data', (x: Buffer) => (out += x.toString()));
+      p.on('close', (code) => resolve({ code: code ?? -1, out }));
+      p.stdin!.end('tok3n-pw\n');
+    });
+    assert.equal(login.code, 0, login.out);
+    const push = await runAsync(a, 'berth', ['push', ref]);
+    assert.equal(push.code, 0, push.out);
+    assert.ok(tokens.requests.some((r) => r.account === 'bob' && r.scopes.includes('repository:tok/bb:pull,push')), JSON.stringify(tokens.requests));
+
+    const pull = await runAsync(b, 'docker', ['pull', ref]);
+    assert.equal(pull.code, 0, pull.out);
+    assert.ok(tokens.requests.some((r) => r.account === undefined && r.scopes.includes('repository:tok/bb:pull')));
+    assert.equal(ok(b.berth(['run', '--rm', ref, 'echo', 'token-ok']), 'run'), 'token-ok\n');
+    ok(a.berth(['logout', tokReg.host]), 'logout');
+  } finally {
+    await tokReg.cleanup();
+    await tokens.stop();
   }
 });
