@@ -21,6 +21,9 @@ const LOADERS: Record<string, Loader> = {
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
   registry: () => import('./commands/registry.ts'),
+  cp: () => import('./commands/cp.ts'),
+  data: () => import('./commands/data.ts'),
+  events: () => import('./commands/events.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -31,16 +34,17 @@ const MODULES: Record<string, string> = {
   images: 'images', rmi: 'images', tag: 'images', history: 'images', import: 'images', load: 'images', save: 'images',
   version: 'system', info: 'system',
   'container inspect': 'inspect', 'image inspect': 'inspect',
-  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
+  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
+  cp: 'cp', export: 'data', diff: 'data', 'system df': 'data', events: 'events',
   pull: 'registry', push: 'registry', login: 'registry', logout: 'registry', 'manifest inspect': 'registry',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
+  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune', pull: 'pull', push: 'push' },
+  system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
   manifest: { inspect: 'manifest inspect' },
-  system: { info: 'info', prune: 'system prune' },
 };
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -73,7 +77,8 @@ Management Commands:
   manifest    Manage image manifests
 
 Commands:
-  attach, create, history, import, kill, load, login, logout, pull, push,
+  attach, cp, create, diff, events, export, history, import, kill, load,
+  login, logout, pull, push,
   rename, restart, rm, rmi, save, start, stop, tag, wait
 
 Global Options:
