@@ -35,6 +35,12 @@ const OPAQUE_XATTR = 'trusted.overlay.opaque';
 /** Files up to this size are buffered and written concurrently with the next entries. */
 const SMALL_FILE = 256 * 1024;
 const MAX_INFLIGHT = 16;
+/**
+ * Output chunk of the gzip/zstd decoders. Each chunk is a round trip between
+ * the thread pool and the main thread, and the decoder waits for the main
+ * thread (busy creating files) between chunks: large chunks let it run ahead.
+ */
+const DECODE_CHUNK = 512 * 1024;
 
 interface OwnIds {
   uid: number;
@@ -831,10 +837,10 @@ export async function* decompressStream(input: ByteSource): AsyncGenerator<Buffe
   let decoder: NodeJS.ReadWriteStream | null = null;
   let format = '';
   if (first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b) {
-    decoder = createGunzip();
+    decoder = createGunzip({ chunkSize: DECODE_CHUNK });
     format = 'gzip';
   } else if (first.length >= 4 && first.readUInt32LE(0) === 0xfd2fb528) {
-    decoder = createZstdDecompress();
+    decoder = createZstdDecompress({ chunkSize: DECODE_CHUNK });
     format = 'zstd';
   }
   if (!decoder) {
