@@ -6,12 +6,11 @@
  */
 import type { CliContext } from './command.ts';
 import { CliError } from './command.ts';
-import { ApiError } from './client.ts';
 import { CredentialStore } from './credentials.ts';
 import { displayMessages } from './progress.ts';
 import type { ProgressMessage } from '../distribution/progress.ts';
 import { encodeRegistryAuth } from '../distribution/auth-config.ts';
-import { familiarName, fullName, parseReference, refString } from '../image/reference.ts';
+import { fullName, parseReference, refString } from '../image/reference.ts';
 import type { Reference } from '../image/reference.ts';
 
 /** The X-Registry-Auth header for a reference's registry (`e30=`, i.e. `{}`, when none are stored). */
@@ -67,16 +66,10 @@ export async function pushImage(ctx: CliContext, image: string, opts: { quiet?: 
     if (!opts.quiet) ctx.out.write('Using default tag: latest\n');
     target = { ...ref, tag: 'latest' };
   }
-  let res;
-  try {
-    res = await ctx.client.raw('POST', `/images/${fullName(target)}/push`, {
-      query: { tag: target.tag },
-      headers: { 'X-Registry-Auth': await authHeaderFor(ref) },
-    });
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 404 && !opts.allTags) throw new ApiError(404, `No such image: ${familiarName(target)}:${target.tag}`);
-    throw err;
-  }
+  const res = await ctx.client.raw('POST', `/images/${fullName(target)}/push`, {
+    query: { tag: target.tag },
+    headers: { 'X-Registry-Auth': await authHeaderFor(ref) },
+  });
   const messages = ctx.client.jsonLines<ProgressMessage>(res);
   if (opts.quiet) {
     for await (const m of messages) if (m.error || m.errorDetail) throw new CliError(m.errorDetail?.message ?? m.error ?? 'push failed', 1);

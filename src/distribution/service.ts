@@ -124,7 +124,7 @@ export class DistributionService {
     const targets: { ref: Reference; id: string }[] = [];
     if (base.tag) {
       const img = this.stores.store.resolve(refString(base));
-      if (!img) throw noSuchImage(familiarString(base));
+      if (!img) throw notFound(`tag does not exist: ${familiarString(base)}`);
       targets.push({ ref: base, id: img.record.id });
     } else {
       for (const { record } of this.stores.store.all()) {

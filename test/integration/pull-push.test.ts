@@ -345,6 +345,11 @@ test('an unknown image is reported as docker reports it', () => {
   const r = b.docker(['pull', `${reg.host}/no/such:thing`]);
   assert.equal(r.code, 1);
   assert.equal(r.stderr.trim(), `Error response from daemon: manifest for ${reg.host}/no/such:thing not found: manifest unknown: manifest unknown`);
+  for (const cli of ['berth', 'docker'] as const) {
+    const push = cli === 'berth' ? b.berth(['push', `${reg.host}/not/here:1`]) : b.docker(['push', `${reg.host}/not/here:1`]);
+    assert.notEqual(push.code, 0);
+    assert.match(push.stderr, new RegExp(`tag does not exist: ${reg.host}/not/here:1`));
+  }
 });
 
 test('a registry that wants credentials: refused without them, login/logout through both CLIs', () => {
