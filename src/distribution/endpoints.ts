@@ -15,7 +15,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { getCACertificates } from 'node:tls';
-import { invalid } from '../util/errors.ts';
+import { BerthError, invalid } from '../util/errors.ts';
 
 export interface TlsSettings {
   ca?: string[];
@@ -128,8 +128,31 @@ function tlsFor(hostport: string, s: RegistrySettings): TlsSettings {
   return out;
 }
 
+/**
+ * With BERTH_REGISTRY_LOOPBACK_ONLY=1 in the environment (the test suite
+ * sets it) berth contacts registries on loopback only: a name that would
+ * need a DNS lookup or a remote address (Docker Hub with no mirror, say) is
+ * refused before any packet leaves the machine.
+ */
+function loopbackOnly(): boolean {
+  return process.env.BERTH_REGISTRY_LOOPBACK_ONLY === '1';
+}
+
+function isLoopbackHost(hostport: string): boolean {
+  const { host } = splitHostPort(hostport);
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && inCidr(host, '127.0.0.0/8'));
+}
+
 /** The endpoints to try for a registry domain, best first. */
 export function endpointsFor(domain: string, s: RegistrySettings): Endpoint[] {
+  const all = allEndpointsFor(domain, s);
+  if (!loopbackOnly()) return all;
+  const allowed = all.filter((e) => isLoopbackHost(new URL(e.url).host));
+  if (!allowed.length) throw new BerthError('NotFound', `registry ${domain} is not on loopback and BERTH_REGISTRY_LOOPBACK_ONLY=1 allows loopback registries only`);
+  return allowed;
+}
+
+function allEndpointsFor(domain: string, s: RegistrySettings): Endpoint[] {
   const out: Endpoint[] = [];
   if (domain === 'docker.io') {
     for (const m of s.mirrors) {
