@@ -4,6 +4,7 @@ import { systemRoutes } from './routes/system.ts';
 import { containerRoutes } from './routes/containers.ts';
 import { imageRoutes } from './routes/images.ts';
 import { buildRoutes } from './routes/build.ts';
+import { distributionRoutes } from './routes/distribution.ts';
 import { execRoutes } from './routes/exec.ts';
 import { volumeRoutes } from './routes/volumes.ts';
 import { archiveRoutes } from './routes/archive.ts';
@@ -15,6 +16,7 @@ export function buildRouter(engine: Engine): Router {
   const r = new Router();
   systemRoutes(r, engine);
   containerRoutes(r, engine);
+  distributionRoutes(r, engine);
   imageRoutes(r, engine);
   buildRoutes(r, engine);
   volumeRoutes(r, engine);

@@ -22,6 +22,7 @@ const LOADERS: Record<string, Loader> = {
   system: () => import('./commands/system.ts'),
   build: () => import('./commands/build.ts'),
   commit: () => import('./commands/commit.ts'),
+  registry: () => import('./commands/registry.ts'),
   exec: () => import('./commands/exec.ts'),
   top: () => import('./commands/top.ts'),
   volume: () => import('./commands/volume.ts'),
@@ -42,6 +43,7 @@ const MODULES: Record<string, string> = {
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
   cp: 'cp', export: 'data', diff: 'data', 'system df': 'data', events: 'events',
   build: 'build', 'builder prune': 'build', commit: 'commit',
+  pull: 'registry', push: 'registry', login: 'registry', logout: 'registry', 'manifest inspect': 'registry',
   'volume create': 'volume', 'volume ls': 'volume', 'volume inspect': 'volume', 'volume rm': 'volume', 'volume prune': 'volume',
 };
 
@@ -49,9 +51,10 @@ const MODULES: Record<string, string> = {
 const GROUPS: Record<string, Record<string, string>> = {
   builder: { build: 'build', prune: 'builder prune' },
   container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', exec: 'exec', top: 'top', logs: 'logs', inspect: 'container inspect', prune: 'container prune', commit: 'commit' },
-  image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune', build: 'build' },
+  image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune', pull: 'pull', push: 'push', build: 'build' },
   system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
   volume: { create: 'volume create', ls: 'volume ls', list: 'volume ls', inspect: 'volume inspect', rm: 'volume rm', remove: 'volume rm', prune: 'volume prune' },
+  manifest: { inspect: 'manifest inspect' },
 };
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -84,11 +87,12 @@ Management Commands:
   builder     Manage builds
   system      Manage berth
   volume      Manage volumes
+  manifest    Manage image manifests
 
 Commands:
   attach, build, commit, cp, create, diff, events, export, history,
-  import, kill, load, rename, restart, rm, rmi, save, start, stop, tag,
-  top, wait
+  import, kill, load, login, logout, pull, push, rename, restart, rm,
+  rmi, save, start, stop, tag, top, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)
@@ -179,6 +183,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  // `--config DIR` is where the credentials live (read by the registry commands).
+  if (g.str('config')) process.env.DOCKER_CONFIG = g.str('config');
   const client = new ApiClient(parseHost(g.str('host')));
   const ctx: CliContext = { client, out: process.stdout, err: process.stderr };
   try {

@@ -10,6 +10,7 @@ import { ImageService } from './images.ts';
 import { ExecService } from './exec.ts';
 import { ensureDir } from '../util/fsutil.ts';
 import { BuildService } from '../build/service.ts';
+import { DistributionService } from '../distribution/service.ts';
 import { ArchiveService } from './archive.ts';
 import { DiskUsageService } from './df.ts';
 import { PruneService } from './prune.ts';
@@ -25,6 +26,7 @@ export class Engine {
   readonly images: ImageService;
   readonly system: SystemService;
   readonly builder: BuildService;
+  readonly distribution: DistributionService;
   readonly execs: ExecService;
   readonly archive: ArchiveService;
   readonly df: DiskUsageService;
@@ -39,6 +41,7 @@ export class Engine {
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
     this.builder = new BuildService(this);
+    this.distribution = new DistributionService(cfg, this.images, this.imageStore, this.content, this.layers);
     this.execs = new ExecService(cfg, this.containers, this.events);
     this.archive = new ArchiveService(cfg, this.containers, this.layers, this.events);
     this.df = new DiskUsageService(this.images, this.imageStore, this.layers, this.containers);
