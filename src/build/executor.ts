@@ -45,6 +45,8 @@ export interface BuildRequest {
   ignore?: DockerIgnore;
   /** Aborted when the client goes away: the build stops before its next step. */
   signal?: AbortSignal;
+  /** --pull: fetch every base image from its registry, even one stored here. */
+  pull?: boolean;
 }
 
 export interface BuildSink {
@@ -310,15 +312,23 @@ export class Executor {
       config.architecture = process.arch === 'x64' ? 'amd64' : process.arch;
       return { config, key: 'scratch', args: new Map(), cmdSet: false };
     }
-    const img = this.engine.imageStore.resolve(name);
+    let img = this.req.pull ? undefined : this.engine.imageStore.resolve(name);
     if (!img) {
-      let shown = name;
+      // A base image not stored here (or --pull) comes from its registry, as docker's FROM does.
       try {
-        shown = familiarName(parseReference(name));
+        parseReference(name);
       } catch {
         throw new BuildFailure(`invalid reference format: ${name}`);
       }
-      throw new BuildFailure(`pull access denied for ${shown}, repository does not exist or may require 'docker login'`);
+      try {
+        await this.engine.distribution.pull({ fromImage: name }, (m) => {
+          if (m.status && !m.progressDetail) this.write(stage.index, `${m.id ? `${m.id}: ` : ''}${m.status}\n`);
+        });
+      } catch (err) {
+        throw new BuildFailure(errorMessage(err));
+      }
+      img = this.engine.imageStore.resolve(name);
+      if (!img) throw new BuildFailure(`pull access denied for ${familiarName(parseReference(name))}, repository does not exist or may require 'docker login'`);
     }
     const config = structuredClone(img.config);
     delete config.container_config;

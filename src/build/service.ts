@@ -30,6 +30,7 @@ export interface BuildParams {
   network: BuildNetwork;
   secrets: Map<string, Buffer>;
   signal?: AbortSignal;
+  pull?: boolean;
 }
 
 export class BuildService {
@@ -99,6 +100,7 @@ export class BuildService {
         secrets: p.secrets,
         ignore,
         signal: p.signal,
+        pull: p.pull,
       }, sink, join(this.engine.layers.root, 'empty'));
       const id = await ex.run();
       for (const t of p.tags) await this.engine.images.tag(id, t);

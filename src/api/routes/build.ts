@@ -49,6 +49,7 @@ export function buildRoutes(r: Router, engine: Engine): void {
       labels: jsonParam<Record<string, string>>(q, 'labels') ?? {},
       target: q.get('target') || undefined,
       noCache: qBool(q, 'nocache'),
+      pull: qBool(q, 'pull'),
       network: (net === 'bridge' ? 'default' : net) as BuildNetwork,
       secrets,
       signal: ac.signal,
