@@ -20,6 +20,7 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  registry: () => import('./commands/registry.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -31,6 +32,7 @@ const MODULES: Record<string, string> = {
   version: 'system', info: 'system',
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
+  'registry serve': 'registry', 'registry gc': 'registry',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
@@ -38,6 +40,7 @@ const GROUPS: Record<string, Record<string, string>> = {
   container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
   system: { info: 'info', prune: 'system prune' },
+  registry: { serve: 'registry serve', gc: 'registry gc' },
 };
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -66,6 +69,7 @@ Common Commands:
 Management Commands:
   container   Manage containers
   image       Manage images
+  registry    Run berth's registry server
   system      Manage berth
 
 Commands:
