@@ -1,12 +1,11 @@
 /** Blob endpoints: GET/HEAD (with Range) and DELETE, and the upload session endpoints. */
-import { createReadStream } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
 import { isDigest } from '../image/reference.ts';
 import { isValidRepositoryPath } from '../image/reference.ts';
 import { regError } from './errors.ts';
 import { declaredLength, hasBody, parseByteRange, parseContentRange, sendEmpty } from './http.ts';
 import type { Ctx } from './routes.ts';
 import { UploadSessions } from './uploads.ts';
+import { sendFileRange } from './send-file.ts';
 
 /** A digest this registry can store (sha256), or DIGEST_INVALID. */
 export function checkDigest(s: string | null): string {
@@ -49,7 +48,7 @@ export async function getBlob(ctx: Ctx, name: string, ref: string): Promise<void
     res.end();
     return;
   }
-  await pipeline(createReadStream(st.path, { start, end, highWaterMark: 1 << 20 }), res);
+  await sendFileRange(res, st.path, start, end);
 }
 
 export async function deleteBlob(ctx: Ctx, name: string, ref: string): Promise<void> {
