@@ -7,7 +7,7 @@
 import { open } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 
-const CHUNK = 512 * 1024;
+const CHUNK = 1 << 20;
 
 function writeChunk(res: ServerResponse, chunk: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
