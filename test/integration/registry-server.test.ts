@@ -450,10 +450,16 @@ test('referrers API: subject accepted before it exists, OCI-Subject, artifactTyp
 // ---------------------------------------------------------------------------
 // skopeo
 
-test('skopeo copies an image into the registry and back out unchanged', () => {
+/** The busybox image as an OCI layout (made once). */
+function busyboxLayout(): { src: string; bb: ReturnType<typeof image> } {
   const bb = image('amd64', busyboxTar(ROOT));
   const src = join(dir, 'layout-busybox');
-  writeLayout(src, imageBlobs(bb), bb.manifest, 'latest');
+  if (!existsSync(join(src, 'index.json'))) writeLayout(src, imageBlobs(bb), bb.manifest, 'latest');
+  return { src, bb };
+}
+
+test('skopeo copies an image into the registry and back out unchanged', () => {
+  const { src, bb } = busyboxLayout();
   const push = skopeo(['copy', '--dest-tls-verify=false', `oci:${src}:latest`, `docker://${reg.host}/library/busybox:latest`]);
   assert.equal(push.code, 0, push.out);
   const inspect = skopeo(['inspect', '--tls-verify=false', `docker://${reg.host}/library/busybox:latest`]);
@@ -546,7 +552,7 @@ test('--read-only serves pulls and refuses pushes and deletes with 405 UNSUPPORT
     assert.equal(errCode(post), 'UNSUPPORTED');
     assert.equal(errCode(await call('DELETE', `${reg.url}/v2/man/ok/manifests/multi`)), 'UNSUPPORTED');
     assert.equal(errCode(await putManifest(reg.url, 'man/ok', 'x', amd.manifest)), 'UNSUPPORTED');
-    const push = skopeo(['copy', '--dest-tls-verify=false', `oci:${join(dir, 'layout-busybox')}:latest`, `docker://${reg.host}/ro/busybox:latest`]);
+    const push = skopeo(['copy', '--dest-tls-verify=false', `oci:${busyboxLayout().src}:latest`, `docker://${reg.host}/ro/busybox:latest`]);
     assert.notEqual(push.code, 0);
     const pull = skopeo(['inspect', '--tls-verify=false', `docker://${reg.host}/library/busybox:latest`]);
     assert.equal(pull.code, 0, pull.out);
@@ -586,7 +592,7 @@ test('basic auth with an htpasswd file of bcrypt and apr1 hashes; repeated failu
     assert.equal((await call('GET', `${r.url}/v2/`, { headers: basic('bob', 'apr1-pass') })).status, 200);
     assert.equal((await call('GET', `${r.url}/v2/_catalog`)).status, 401);
 
-    const src = join(dir, 'layout-busybox');
+    const { src } = busyboxLayout();
     const noCreds = skopeo(['copy', '--dest-tls-verify=false', `oci:${src}:latest`, `docker://${r.host}/auth/busybox:latest`]);
     assert.notEqual(noCreds.code, 0);
     assert.match(noCreds.out, /unauthorized|authentication required/i);
@@ -621,7 +627,12 @@ test('token auth: Bearer challenge, realm issues signed tokens, bad and foreign 
     const scoped = await call('GET', `${r.url}/v2/tok/app/tags/list`);
     assert.equal(scoped.headers.get('www-authenticate'), `Bearer realm="${realm}",service="berth-registry",scope="repository:tok/app:pull"`);
 
-    assert.equal((await call('GET', `${realm}?service=berth-registry&scope=repository:tok/app:pull`)).status, 401);
+    // Anonymous clients get a token that grants nothing.
+    const anonToken = await call('GET', `${realm}?service=berth-registry&scope=repository:tok/app:pull`);
+    assert.equal(anonToken.status, 200);
+    const anonUse = await call('GET', `${r.url}/v2/tok/app/tags/list`, { headers: { Authorization: `Bearer ${anonToken.json().token}` } });
+    assert.equal(anonUse.status, 401);
+    assert.equal(anonUse.json().errors![0]!.message, 'authentication required');
     assert.equal((await call('GET', `${realm}?service=berth-registry`, { headers: basic('alice', 'nope') })).status, 401);
     const issued = await call('GET', `${realm}?service=berth-registry&scope=repository:tok/app:pull,push`, { headers: basic('alice', 'bcrypt pass') });
     assert.equal(issued.status, 200);
@@ -652,7 +663,7 @@ test('token auth: Bearer challenge, realm issues signed tokens, bad and foreign 
     assert.equal(oauth.json().scope, 'repository:tok/app:pull');
     assert.equal((await call('GET', `${r.url}/v2/tok/app/blobs/${sha256('tok')}`, { headers: bearer(oauth.json().access_token as string) })).status, 200);
 
-    const src = join(dir, 'layout-busybox');
+    const { src } = busyboxLayout();
     const push = skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', 'alice:bcrypt pass', `oci:${src}:latest`, `docker://${r.host}/tok/busybox:latest`]);
     assert.equal(push.code, 0, push.out);
     const pull = skopeo(['inspect', '--tls-verify=false', '--creds', 'bob:apr1-pass', `docker://${r.host}/tok/busybox:latest`]);
@@ -692,7 +703,7 @@ test('HTTPS with a self-signed certificate: curl and skopeo verify it; plain HTT
     const plain = spawnSync('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', `http://${r.host}/v2/`], { encoding: 'utf8' });
     assert.notEqual(plain.stdout, '200');
 
-    const src = join(dir, 'layout-busybox');
+    const { src } = busyboxLayout();
     const push = skopeo(['copy', '--dest-cert-dir', join(root, 'certs'), `oci:${src}:latest`, `docker://${r.host}/tls/busybox:latest`]);
     assert.equal(push.code, 0, push.out);
     const pull = skopeo(['inspect', '--cert-dir', join(root, 'certs'), `docker://${r.host}/tls/busybox:latest`]);

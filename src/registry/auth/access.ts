@@ -69,7 +69,7 @@ export class Authenticator {
       // policy that refused it: asking again would not help.
       const named = claims.access.some((a) => a.type === need.type && a.name === need.name);
       if (named) throw regError('DENIED', 'requested access to the resource is denied', { detail: [need] });
-      throw this.unauthorized(req, needs, 'insufficient scope', 'insufficient_scope');
+      throw this.unauthorized(req, needs, claims.sub ? 'insufficient scope' : 'authentication required', 'insufficient_scope');
     }
     return principal;
   }
@@ -136,12 +136,19 @@ export class Authenticator {
     let scopes: string[];
     let oauth = false;
     if (req.method === 'GET') {
-      const creds = parseBasic(req.headers.authorization ?? '');
+      scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+      if (!req.headers.authorization) {
+        // Anonymous clients get a token that grants nothing, as public
+        // registries do: the registry then answers 401 with the reason,
+        // which clients report at once instead of retrying the realm.
+        this.sendToken(res, '', [], false);
+        return;
+      }
+      const creds = parseBasic(req.headers.authorization);
       if (!creds) {
         throw regError('UNAUTHORIZED', 'authentication required', { headers: { 'WWW-Authenticate': `Basic realm="${BASIC_REALM}"` } });
       }
       ({ user, password } = creds);
-      scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
     } else if (req.method === 'POST') {
       oauth = true;
       const form = new URLSearchParams((await readBodyBuffer(req, 64 * 1024)).toString('utf8'));
@@ -164,6 +171,11 @@ export class Authenticator {
       const granted = asked && this.grant(asked);
       if (granted) access.push(granted);
     }
+    this.sendToken(res, user, access, oauth);
+  }
+
+  private sendToken(res: ServerResponse, user: string, access: AccessEntry[], oauth: boolean): void {
+    const signer = this.opts.signer!;
     const { token, claims } = signer.sign(user, access);
     const issuedAt = new Date(claims.iat * 1000).toISOString();
     const body = oauth
