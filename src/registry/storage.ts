@@ -13,7 +13,7 @@
  * never collide with a nested repository's name. Every write is a rename of
  * a complete file, so readers see the old state or the new one.
  */
-import { readdir, readFile, rm, stat, writeFile, mkdir, unlink } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ContentStore } from '../image/content-store.ts';
 import { isErrno } from '../util/errors.ts';
@@ -203,7 +203,8 @@ export class RegistryStorage {
 
   /** Tags in ASCII order. */
   async tags(name: string): Promise<string[]> {
-    return (await listDir(this.tagsDir(name))).filter((t) => !t.includes('.tmp-')).sort();
+    // writeFileAtomic's temporary files end in .tmp-<8 hex>.
+    return (await listDir(this.tagsDir(name))).filter((t) => !/\.tmp-[0-9a-f]{8}$/.test(t)).sort();
   }
 
   // --- referrers ---------------------------------------------------------
@@ -212,33 +213,23 @@ export class RegistryStorage {
     return (await listDir(this.referrersDir(name, subject))).filter((h) => HEX_RE.test(h)).map((h) => `sha256:${h}`);
   }
 
-  async removeReferrerLinks(name: string): Promise<void> {
-    await rm(join(this.repoDir(name), '_referrers'), { recursive: true, force: true });
-  }
-
   // --- catalog -----------------------------------------------------------
 
-  /** Every repository holding a manifest, in ASCII order. */
+  /** Every repository holding a manifest, in ASCII order (the catalog). */
   async repositories(): Promise<string[]> {
-    const out: string[] = [];
-    const walk = async (dir: string, prefix: string): Promise<void> => {
-      const entries = await listDir(dir);
-      if (entries.includes('_manifests')) out.push(prefix);
-      for (const e of entries) {
-        if (e.startsWith('_') || e.startsWith('.')) continue;
-        await walk(join(dir, e), prefix ? `${prefix}/${e}` : e);
-      }
-    };
-    await walk(this.reposDir, '');
-    return out.filter(Boolean).sort();
+    return this.walkRepositories((entries) => entries.includes('_manifests'));
   }
 
-  /** Every repository with any link (blobs or manifests): what gc walks. */
+  /** Every repository with any link, blobs or manifests (what gc walks). */
   async allRepositories(): Promise<string[]> {
+    return this.walkRepositories((entries) => entries.includes('_manifests') || entries.includes('_layers'));
+  }
+
+  private async walkRepositories(isRepo: (entries: string[]) => boolean): Promise<string[]> {
     const out: string[] = [];
     const walk = async (dir: string, prefix: string): Promise<void> => {
       const entries = await listDir(dir);
-      if (prefix && (entries.includes('_manifests') || entries.includes('_layers'))) out.push(prefix);
+      if (prefix && isRepo(entries)) out.push(prefix);
       for (const e of entries) {
         if (e.startsWith('_') || e.startsWith('.')) continue;
         await walk(join(dir, e), prefix ? `${prefix}/${e}` : e);

@@ -42,6 +42,8 @@ export interface ChunkRange {
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Lets the file writer batch incoming socket chunks into large writev calls. */
 const WRITE_BUFFER = 8 << 20;
+/** Sessions whose running hash is kept in memory. */
+const MAX_LIVE = 1024;
 
 export class UploadSessions {
   private readonly storage: RegistryStorage;
@@ -64,8 +66,19 @@ export class UploadSessions {
     await mkdir(dir);
     await writeFile(join(dir, 'data'), '');
     await writeFile(join(dir, 'info.json'), JSON.stringify({ name, started: new Date().toISOString() } satisfies SessionInfo));
+    this.forgetIdle();
     this.live.set(uuid, { name, hash: createHash('sha256'), offset: 0, busy: false });
     return uuid;
+  }
+
+  /**
+   * Abandoned sessions would keep their hash state in memory forever; past a
+   * limit, idle ones are dropped (their data stays, and the hash is rebuilt
+   * from it if the client comes back).
+   */
+  private forgetIdle(): void {
+    if (this.live.size < MAX_LIVE) return;
+    for (const [uuid, s] of this.live) if (!s.busy) this.live.delete(uuid);
   }
 
   private unknown(uuid: string) {
