@@ -20,6 +20,9 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  cp: () => import('./commands/cp.ts'),
+  data: () => import('./commands/data.ts'),
+  events: () => import('./commands/events.ts'),
   registry: () => import('./commands/registry.ts'),
 };
 
@@ -31,15 +34,16 @@ const MODULES: Record<string, string> = {
   images: 'images', rmi: 'images', tag: 'images', history: 'images', import: 'images', load: 'images', save: 'images',
   version: 'system', info: 'system',
   'container inspect': 'inspect', 'image inspect': 'inspect',
-  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
+  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
+  cp: 'cp', export: 'data', diff: 'data', 'system df': 'data', events: 'events',
   'registry serve': 'registry', 'registry gc': 'registry',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
+  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
-  system: { info: 'info', prune: 'system prune' },
+  system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
   registry: { serve: 'registry serve', gc: 'registry gc' },
 };
 
@@ -73,8 +77,8 @@ Management Commands:
   system      Manage berth
 
 Commands:
-  attach, create, history, import, kill, load, rename, restart, rm, rmi,
-  save, start, stop, tag, wait
+  attach, cp, create, diff, events, export, history, import, kill, load,
+  rename, restart, rm, rmi, save, start, stop, tag, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)
