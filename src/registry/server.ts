@@ -116,6 +116,7 @@ export class RegistryServer {
       s.close(() => resolve());
       s.closeAllConnections();
     });
+    await this.uploads.close();
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -1,9 +1,10 @@
 /**
  * Blob upload sessions. Each session is a directory under uploads/ with the
  * bytes received so far (`data`) and which repository it belongs to
- * (`info.json`). The running sha256 lives in memory next to the offset, so
- * completing an upload needs no second pass over the data; after a restart
- * it is rebuilt from the file on first use.
+ * (`info.json`). The bytes are hashed and written by the upload writer's
+ * worker thread (upload-writer.ts), which keeps each session's running
+ * sha256, so completing an upload needs no second pass over the data; after
+ * a restart the hash is rebuilt from the file on first use.
  *
  * A chunk is all or nothing: if the client goes away or the chunk does not
  * match its Content-Range, the file is truncated back and the hash restored
@@ -11,20 +12,17 @@
  * and the client can resume. A completed upload becomes visible only after
  * its digest is checked, by one rename into the blob store.
  */
-import { createHash, randomUUID } from 'node:crypto';
-import type { Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { finished } from 'node:stream';
 import { isErrno } from '../util/errors.ts';
 import { regError } from './errors.ts';
 import type { RegistryStorage } from './storage.ts';
+import { UploadWriter } from './upload-writer.ts';
 
 interface Session {
   name: string;
-  hash: Hash;
   offset: number;
   busy: boolean;
 }
@@ -40,20 +38,25 @@ export interface ChunkRange {
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-/** Lets the file writer batch incoming socket chunks into large writev calls. */
-const WRITE_BUFFER = 8 << 20;
 /** Sessions whose running hash is kept in memory. */
 const MAX_LIVE = 1024;
 
 export class UploadSessions {
   private readonly storage: RegistryStorage;
   private readonly live = new Map<string, Session>();
+  private readonly writer = new UploadWriter();
   /** fsync a blob before it becomes visible. */
   private readonly durable: boolean;
 
   constructor(storage: RegistryStorage, opts: { durable?: boolean } = {}) {
     this.storage = storage;
     this.durable = opts.durable ?? true;
+  }
+
+  /** Stop hashing in the background (server shutdown); sessions stay on disk. */
+  async close(): Promise<void> {
+    this.live.clear();
+    await this.writer.close();
   }
 
   private dir(uuid: string): string {
@@ -67,7 +70,8 @@ export class UploadSessions {
     await writeFile(join(dir, 'data'), '');
     await writeFile(join(dir, 'info.json'), JSON.stringify({ name, started: new Date().toISOString() } satisfies SessionInfo));
     this.forgetIdle();
-    this.live.set(uuid, { name, hash: createHash('sha256'), offset: 0, busy: false });
+    await this.writer.open(uuid, join(dir, 'data'), false);
+    this.live.set(uuid, { name, offset: 0, busy: false });
     return uuid;
   }
 
@@ -78,7 +82,11 @@ export class UploadSessions {
    */
   private forgetIdle(): void {
     if (this.live.size < MAX_LIVE) return;
-    for (const [uuid, s] of this.live) if (!s.busy) this.live.delete(uuid);
+    for (const [uuid, s] of this.live) {
+      if (s.busy) continue;
+      this.live.delete(uuid);
+      this.writer.drop(uuid);
+    }
   }
 
   private unknown(uuid: string) {
@@ -100,16 +108,12 @@ export class UploadSessions {
       throw err;
     }
     if (info.name !== name) throw this.unknown(uuid);
-    // A session from before a restart: rebuild the running hash from its data.
-    const hash = createHash('sha256');
-    let offset = 0;
-    for await (const c of createReadStream(join(this.dir(uuid), 'data'), { highWaterMark: 1 << 20 })) {
-      hash.update(c as Buffer);
-      offset += (c as Buffer).length;
-    }
+    // A session from before a restart (or dropped from memory): rebuild
+    // the running hash from its data.
+    const offset = await this.writer.open(uuid, join(this.dir(uuid), 'data'), true);
     const again = this.live.get(uuid);
     if (again) return again;
-    const s: Session = { name, hash, offset, busy: false };
+    const s: Session = { name, offset, busy: false };
     this.live.set(uuid, s);
     return s;
   }
@@ -135,21 +139,12 @@ export class UploadSessions {
     }
     s.busy = true;
     const start = s.offset;
-    const before = s.hash.copy();
-    const path = join(this.dir(uuid), 'data');
-    let received = 0;
     try {
-      received = await appendHashed(body, path, s.hash);
-      if (range && received !== range.end - range.start + 1) {
-        throw regError('SIZE_INVALID', `chunk of ${received} bytes does not match Content-Range ${range.start}-${range.end}`);
-      }
+      const { received, kept } = await this.writer.append(uuid, join(this.dir(uuid), 'data'), body, range && range.end - range.start + 1);
+      if (!kept) throw regError('SIZE_INVALID', `chunk of ${received} bytes does not match Content-Range ${range!.start}-${range!.end}`);
       s.offset = start + received;
       return s.offset;
     } catch (err) {
-      // All or nothing: forget whatever part of the chunk arrived.
-      s.hash = before;
-      s.offset = start;
-      await truncate(path, start).catch(() => undefined);
       if (!this.live.has(uuid)) throw this.unknown(uuid);
       throw err;
     } finally {
@@ -166,7 +161,7 @@ export class UploadSessions {
     if (body) await this.append(uuid, name, body, range);
     const s = await this.session(uuid, name);
     if (s.busy) throw regError('BLOB_UPLOAD_INVALID', 'another chunk of this upload is in progress', { status: 416 });
-    const actual = `sha256:${s.hash.copy().digest('hex')}`;
+    const actual = await this.writer.digest(uuid);
     if (actual !== digest) {
       await this.cancel(uuid, name);
       throw regError('DIGEST_INVALID', 'provided digest did not match uploaded content', { detail: { expected: digest, actual, size: s.offset } });
@@ -186,6 +181,7 @@ export class UploadSessions {
       await this.storage.linkBlob(name, digest);
     } finally {
       this.live.delete(uuid);
+      this.writer.drop(uuid);
       await rm(this.dir(uuid), { recursive: true, force: true });
     }
     return { digest, size: s.offset };
@@ -194,6 +190,7 @@ export class UploadSessions {
   async cancel(uuid: string, name: string): Promise<void> {
     await this.session(uuid, name);
     this.live.delete(uuid);
+    this.writer.drop(uuid);
     await rm(this.dir(uuid), { recursive: true, force: true });
   }
 
@@ -212,39 +209,3 @@ export class UploadSessions {
   }
 }
 
-/**
- * Append a request body to a file while hashing it; resolves with the byte
- * count once everything is on disk. Plain 'data' events and write() (not an
- * async pipeline): per-chunk promises cost more than the copying when the
- * socket hands over 64 KiB at a time.
- */
-function appendHashed(body: Readable, path: string, hash: Hash): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const ws = createWriteStream(path, { flags: 'a', highWaterMark: WRITE_BUFFER });
-    let received = 0;
-    let failed = false;
-    const fail = (err: Error) => {
-      if (failed) return;
-      failed = true;
-      body.off('data', onData);
-      ws.destroy();
-      // The file must be closed before the caller truncates it.
-      ws.once('close', () => reject(err));
-    };
-    const onData = (chunk: Buffer) => {
-      hash.update(chunk);
-      received += chunk.length;
-      if (!ws.write(chunk)) body.pause();
-    };
-    body.on('data', onData);
-    ws.on('drain', () => body.resume());
-    ws.on('error', fail);
-    finished(body, (err) => {
-      if (err) fail(err);
-      else if (!failed) ws.end();
-    });
-    ws.on('close', () => {
-      if (!failed) resolve(received);
-    });
-  });
-}

@@ -253,6 +253,59 @@ test('a truncated upload leaves the session where it was and no blob', async () 
   assert.equal((await call('DELETE', l2)).status, 204);
 });
 
+test('large and concurrent uploads come out byte for byte (the writer ring wraps many times)', async () => {
+  const make = (n: number, seed: number) => {
+    const b = Buffer.allocUnsafe(n);
+    let x = seed;
+    for (let i = 0; i < n; i += 4) {
+      x = (x * 1103515245 + 12345) >>> 0;
+      b.writeUInt32LE(x, i);
+    }
+    return b;
+  };
+  const blobs = [make(20 << 20, 1), make(12 << 20, 2), make(12 << 20, 3), make(3 << 20, 4)];
+  // One monolithic, the others chunked in uneven pieces, all at once.
+  await Promise.all(blobs.map(async (data, i) => {
+    const d = sha256(data);
+    if (i === 0) return pushBlob(reg.url, 'big/blobs', data);
+    const start = await call('POST', `${reg.url}/v2/big/blobs/blobs/uploads/`);
+    let loc = new URL(start.headers.get('location')!, reg.url).toString();
+    const piece = 3_000_001 + i;
+    for (let off = 0; off < data.length; off += piece) {
+      const end = Math.min(off + piece, data.length);
+      const r = await call('PATCH', loc, { body: data.subarray(off, end), headers: { 'Content-Range': `${off}-${end - 1}` } });
+      assert.equal(r.status, 202, r.body.toString());
+      loc = new URL(r.headers.get('location')!, reg.url).toString();
+    }
+    const put = await call('PUT', `${loc}?digest=${d}`);
+    assert.equal(put.status, 201, put.body.toString());
+    return d;
+  }));
+  for (const data of blobs) {
+    const got = await call('GET', `${reg.url}/v2/big/blobs/blobs/${sha256(data)}`);
+    assert.equal(got.status, 200);
+    assert.ok(got.body.equals(data));
+  }
+});
+
+test('an upload session survives a registry restart and completes with the right digest', async () => {
+  const data = Buffer.alloc(5_000_000, 'r');
+  data.write('restart', 100);
+  const start = await call('POST', `${reg.url}/v2/restart/app/blobs/uploads/`);
+  const path = start.headers.get('location')!;
+  const first = await call('PATCH', new URL(path, reg.url).toString(), { body: data.subarray(0, 2_000_000), headers: { 'Content-Range': '0-1999999' } });
+  assert.equal(first.status, 202);
+  await reg.stop();
+  await reg.start();
+  const loc = new URL(path, reg.url).toString();
+  const status = await call('GET', loc);
+  assert.equal(status.status, 204);
+  assert.equal(status.headers.get('range'), '0-1999999');
+  const put = await call('PUT', `${loc}?digest=${sha256(data)}`, { body: data.subarray(2_000_000), headers: { 'Content-Range': `2000000-${data.length - 1}` } });
+  assert.equal(put.status, 201, put.body.toString());
+  assert.ok((await call('GET', `${reg.url}/v2/restart/app/blobs/${sha256(data)}`)).body.equals(data));
+});
+
 test('cancel an upload; cross-repository mount; blob DELETE', async () => {
   const s = await call('POST', `${reg.url}/v2/blobs/cancel/blobs/uploads/`);
   const loc = new URL(s.headers.get('location')!, reg.url).toString();
