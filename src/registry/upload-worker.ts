@@ -1,8 +1,9 @@
 /**
  * The upload writer's worker thread: it owns each session's running sha256
  * and appends the bytes the main thread copied into a shared ring to the
- * session's data file. Hashing and writing here leaves the main thread only
- * the socket, so a push uses two cores instead of one.
+ * session's data file. The write of a batch (positional, in libuv's thread
+ * pool) runs while this thread hashes it; the main thread is left only the
+ * socket, so a push keeps several cores busy instead of one.
  *
  * Messages arrive in order; every `data` message is answered with the ring
  * bytes it frees, every request carrying `req` with a reply. Each ring is
@@ -11,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
-import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, write } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 
 export type WorkerRequest =
@@ -29,7 +30,10 @@ interface Session {
   hash: Hash;
   fd?: number;
   start: number;
+  /** Bytes of this chunk handed to write() so far. */
   written: number;
+  inflight: number;
+  idle: (() => void)[];
   saved?: Hash;
   error?: string;
 }
@@ -65,12 +69,12 @@ function handle(m: WorkerRequest): number | string | undefined {
     case 'open': {
       const hash = createHash('sha256');
       const size = m.rebuild ? hashFile(m.path, hash) : 0;
-      sessions.set(m.id, { hash, start: 0, written: 0 });
+      sessions.set(m.id, { hash, start: 0, written: 0, inflight: 0, idle: [] });
       return size;
     }
     case 'begin': {
       const s = session(m.id);
-      s.fd = openSync(m.path, 'a');
+      s.fd = openSync(m.path, 'r+');
       s.start = fstatSync(s.fd).size;
       s.written = 0;
       s.saved = s.hash.copy();
@@ -82,48 +86,93 @@ function handle(m: WorkerRequest): number | string | undefined {
       return undefined;
     case 'data': {
       const s = sessions.get(m.id);
-      try {
-        if (s && s.fd !== undefined && !s.error) {
-          const view = rings.get(m.ring)!.subarray(m.pos, m.pos + m.len);
-          s.hash.update(view);
-          for (let off = 0; off < m.len; ) off += writeSync(s.fd, view, off, m.len - off);
-          s.written += m.len;
-        }
-      } catch (err) {
-        if (s) s.error = (err as Error).message;
+      const free = () => port.postMessage({ ring: m.ring, free: m.len + m.waste } satisfies WorkerReply);
+      if (!s || s.fd === undefined || s.error) {
+        free();
+        return undefined;
       }
-      port.postMessage({ ring: m.ring, free: m.len + m.waste } satisfies WorkerReply);
+      const view = rings.get(m.ring)!.subarray(m.pos, m.pos + m.len);
+      const at = s.start + s.written;
+      s.written += m.len;
+      s.inflight++;
+      writeAll(s.fd, view, at, (err) => {
+        if (err) s.error ??= err.message;
+        free();
+        if (--s.inflight === 0) for (const f of s.idle.splice(0)) f();
+      });
+      s.hash.update(view);
       return undefined;
     }
-    case 'end': {
-      const s = session(m.id);
-      const fd = s.fd;
-      s.fd = undefined;
-      if (fd === undefined) throw new Error(`upload ${m.id} has no chunk in progress`);
-      try {
-        if (m.ok && !s.error) return s.written;
-        // All or nothing: forget this chunk.
-        ftruncateSync(fd, s.start);
-        s.hash = s.saved!;
-        if (s.error) throw new Error(s.error);
-        return undefined;
-      } finally {
-        s.saved = undefined;
-        closeSync(fd);
-      }
-    }
+    case 'end':
+      return undefined; // answered by endChunk once the writes are done
     case 'digest':
       return session(m.id).hash.copy().digest('hex');
     case 'drop': {
       const s = sessions.get(m.id);
-      if (s?.fd !== undefined) closeSync(s.fd);
       sessions.delete(m.id);
+      // Never close a descriptor a write is still using (its number could be reused).
+      const close = () => {
+        if (s?.fd !== undefined) closeSync(s.fd);
+        if (s) s.fd = undefined;
+      };
+      if (s && s.inflight > 0) s.idle.push(close);
+      else close();
       return undefined;
     }
   }
 }
 
+/** Positional write of all of `view`, continuing after short writes. */
+function writeAll(fd: number, view: Uint8Array, at: number, done: (err: Error | null) => void): void {
+  write(fd, view, 0, view.length, at, (err, n) => {
+    if (err) done(err);
+    else if (n < view.length) writeAll(fd, view.subarray(n), at + n, done);
+    else done(null);
+  });
+}
+
+/** Finish a chunk after its writes: keep it, or cut the file and restore the hash. */
+function endChunk(m: Extract<WorkerRequest, { op: 'end' }>): void {
+  const reply = (r: WorkerReply) => port.postMessage(r);
+  let s: Session;
+  try {
+    s = session(m.id);
+  } catch (err) {
+    reply({ req: m.req, error: (err as Error).message });
+    return;
+  }
+  if (s.inflight > 0) {
+    s.idle.push(() => endChunk(m));
+    return;
+  }
+  const fd = s.fd;
+  s.fd = undefined;
+  if (fd === undefined) {
+    reply({ req: m.req, error: `upload ${m.id} has no chunk in progress` });
+    return;
+  }
+  try {
+    if (m.ok && !s.error) {
+      reply({ req: m.req, value: s.written });
+      return;
+    }
+    // All or nothing: forget this chunk.
+    ftruncateSync(fd, s.start);
+    s.hash = s.saved!;
+    reply(s.error ? { req: m.req, error: s.error } : { req: m.req, value: undefined });
+  } catch (err) {
+    reply({ req: m.req, error: (err as Error).message });
+  } finally {
+    s.saved = undefined;
+    closeSync(fd);
+  }
+}
+
 port.on('message', (m: WorkerRequest) => {
+  if (m.op === 'end') {
+    endChunk(m);
+    return;
+  }
   let reply: WorkerReply | undefined;
   try {
     const value = handle(m);
