@@ -1,6 +1,5 @@
 /** Blob endpoints: GET/HEAD (with Range) and DELETE, and the upload session endpoints. */
-import { isDigest } from '../image/reference.ts';
-import { isValidRepositoryPath } from '../image/reference.ts';
+import { isDigest, isValidRepositoryPath } from '../image/reference.ts';
 import { regError } from './errors.ts';
 import { declaredLength, hasBody, parseByteRange, parseContentRange, sendEmpty } from './http.ts';
 import type { Ctx } from './routes.ts';

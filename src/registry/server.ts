@@ -120,7 +120,10 @@ export class RegistryServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const t0 = this.accessLog ? Date.now() : 0;
+    if (this.accessLog) {
+      const t0 = Date.now();
+      res.once('close', () => process.stderr.write(`registry: ${req.method} ${req.url} ${res.statusCode} ${Date.now() - t0}ms\n`));
+    }
     res.setHeader(API_VERSION_HEADER, 'registry/2.0');
     try {
       const url = new URL(req.url ?? '/', 'http://registry');
@@ -150,10 +153,6 @@ export class RegistryServer {
         process.stderr.write(`registry: ${req.method} ${req.url}: ${errorMessage(err)}\n`);
         if (res.headersSent) res.destroy();
         else sendJson(res, 500, { errors: [{ code: 'UNKNOWN', message: errorMessage(err) }] }, req.complete ? {} : { Connection: 'close' });
-      }
-    } finally {
-      if (this.accessLog) {
-        res.once('finish', () => process.stderr.write(`registry: ${req.method} ${req.url} ${res.statusCode} ${Date.now() - t0}ms\n`));
       }
     }
   }
