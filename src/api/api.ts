@@ -3,6 +3,8 @@ import type { Engine } from '../engine/engine.ts';
 import { systemRoutes } from './routes/system.ts';
 import { containerRoutes } from './routes/containers.ts';
 import { imageRoutes } from './routes/images.ts';
+import { execRoutes } from './routes/exec.ts';
+import { volumeRoutes } from './routes/volumes.ts';
 import { archiveRoutes } from './routes/archive.ts';
 import { eventRoutes } from './routes/events.ts';
 import { dataRoutes, fallbackPruneRoutes } from './routes/data.ts';
@@ -13,9 +15,11 @@ export function buildRouter(engine: Engine): Router {
   systemRoutes(r, engine);
   containerRoutes(r, engine);
   imageRoutes(r, engine);
+  volumeRoutes(r, engine);
   archiveRoutes(r, engine);
   eventRoutes(r, engine);
   dataRoutes(r, engine);
+  execRoutes(r, engine);
   // Last: they answer only for what no other module serves.
   fallbackPruneRoutes(r);
   return r;

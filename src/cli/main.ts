@@ -20,6 +20,9 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  exec: () => import('./commands/exec.ts'),
+  top: () => import('./commands/top.ts'),
+  volume: () => import('./commands/volume.ts'),
   cp: () => import('./commands/cp.ts'),
   data: () => import('./commands/data.ts'),
   events: () => import('./commands/events.ts'),
@@ -33,17 +36,20 @@ const MODULES: Record<string, string> = {
   ps: 'ps', logs: 'logs', inspect: 'inspect',
   images: 'images', rmi: 'images', tag: 'images', history: 'images', import: 'images', load: 'images', save: 'images',
   version: 'system', info: 'system',
+  exec: 'exec', top: 'top',
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
   cp: 'cp', export: 'data', diff: 'data', 'system df': 'data', events: 'events',
+  'volume create': 'volume', 'volume ls': 'volume', 'volume inspect': 'volume', 'volume rm': 'volume', 'volume prune': 'volume',
   'registry serve': 'registry', 'registry gc': 'registry',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
+  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', exec: 'exec', top: 'top', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
   system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
+  volume: { create: 'volume create', ls: 'volume ls', list: 'volume ls', inspect: 'volume inspect', rm: 'volume rm', remove: 'volume rm', prune: 'volume prune' },
   registry: { serve: 'registry serve', gc: 'registry gc' },
 };
 
@@ -63,6 +69,7 @@ A Docker-compatible container engine
 
 Common Commands:
   run         Create and run a new container from an image
+  exec        Execute a command in a running container
   ps          List containers
   images      List images
   logs        Fetch the logs of a container
@@ -75,10 +82,11 @@ Management Commands:
   image       Manage images
   registry    Run berth's registry server
   system      Manage berth
+  volume      Manage volumes
 
 Commands:
   attach, cp, create, diff, events, export, history, import, kill, load,
-  rename, restart, rm, rmi, save, start, stop, tag, wait
+  rename, restart, rm, rmi, save, start, stop, tag, top, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)

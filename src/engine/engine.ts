@@ -7,6 +7,7 @@ import { ContainerService } from './containers.ts';
 import { EventBus } from './events.ts';
 import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
+import { ExecService } from './exec.ts';
 import { ensureDir } from '../util/fsutil.ts';
 import { ArchiveService } from './archive.ts';
 import { DiskUsageService } from './df.ts';
@@ -22,6 +23,7 @@ export class Engine {
   readonly containers: ContainerService;
   readonly images: ImageService;
   readonly system: SystemService;
+  readonly execs: ExecService;
   readonly archive: ArchiveService;
   readonly df: DiskUsageService;
   readonly prune: PruneService;
@@ -34,8 +36,10 @@ export class Engine {
     this.containers = new ContainerService(cfg, this.imageStore, this.layers, this.events);
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
+    this.execs = new ExecService(cfg, this.containers, this.events);
     this.archive = new ArchiveService(cfg, this.containers, this.layers, this.events);
     this.df = new DiskUsageService(this.images, this.imageStore, this.layers, this.containers);
+    this.df.volumes = async () => (await this.containers.volumes.diskUsage()).Volumes;
     this.prune = new PruneService(this.containers, this.events);
     this.events.enrich('container', containerLabels(this.containers));
   }
@@ -48,6 +52,7 @@ export class Engine {
     await this.layers.init();
     await this.imageStore.init();
     await this.containers.init();
+    await this.execs.init();
     await this.archive.init();
   }
 }

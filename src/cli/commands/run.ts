@@ -6,6 +6,7 @@ import { ApiError } from '../client.ts';
 import { CONTAINER_FLAGS, RUN_ONLY_FLAGS, buildCreateBody } from '../container-opts.ts';
 import { openAttach, pumpAttach } from '../attach.ts';
 import { pullImage } from '../pull.ts';
+import { checkDetachKeysFlag } from '../tty.ts';
 
 async function createContainer(ctx: CliContext, f: Flags, args: string[], detach: boolean): Promise<string> {
   const [image, ...cmd] = args;
@@ -56,6 +57,7 @@ export const commands: Command[] = [
       if (f.bool('tty') && f.bool('interactive') && !detach && !process.stdin.isTTY) {
         throw new CliError('the input device is not a TTY', 1);
       }
+      checkDetachKeysFlag(f.str('detach-keys'), 125);
       const id = await createContainer(ctx, f, args, detach);
       if (detach) {
         try {
@@ -73,6 +75,7 @@ export const commands: Command[] = [
         stderr: attachList.length ? attachList.includes('stderr') : true,
         tty: f.bool('tty'),
         detachKeys: f.str('detach-keys'),
+        sigProxy: f.bool('sig-proxy'),
       };
       // The wait must be registered before the start, or a short-lived container's exit is missed.
       const [sock, waitRes] = await Promise.all([
@@ -93,7 +96,11 @@ export const commands: Command[] = [
         sock.destroy();
         throw new CliError(`berth: Error response from daemon: ${(err as Error).message}.`, exitCodeFor((err as Error).message));
       }
-      await pumped;
+      // Detached with the keys: the container keeps running, the CLI leaves quietly.
+      if ((await pumped) === 'detached') {
+        waitRes.destroy();
+        return 0;
+      }
       const st = await status;
       if (st.Error?.Message) ctx.err.write(`${st.Error.Message}\n`);
       return st.StatusCode;
