@@ -3,6 +3,7 @@ import type { Engine } from '../engine/engine.ts';
 import { systemRoutes } from './routes/system.ts';
 import { containerRoutes } from './routes/containers.ts';
 import { imageRoutes } from './routes/images.ts';
+import { distributionRoutes } from './routes/distribution.ts';
 import { execRoutes } from './routes/exec.ts';
 import { volumeRoutes } from './routes/volumes.ts';
 import { archiveRoutes } from './routes/archive.ts';
@@ -14,6 +15,7 @@ export function buildRouter(engine: Engine): Router {
   const r = new Router();
   systemRoutes(r, engine);
   containerRoutes(r, engine);
+  distributionRoutes(r, engine);
   imageRoutes(r, engine);
   volumeRoutes(r, engine);
   archiveRoutes(r, engine);

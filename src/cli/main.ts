@@ -20,13 +20,14 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  registry: () => import('./commands/registry.ts'),
   exec: () => import('./commands/exec.ts'),
   top: () => import('./commands/top.ts'),
   volume: () => import('./commands/volume.ts'),
   cp: () => import('./commands/cp.ts'),
   data: () => import('./commands/data.ts'),
   events: () => import('./commands/events.ts'),
-  registry: () => import('./commands/registry.ts'),
+  'registry-server': () => import('./commands/registry-server.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -40,16 +41,18 @@ const MODULES: Record<string, string> = {
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
   cp: 'cp', export: 'data', diff: 'data', 'system df': 'data', events: 'events',
+  pull: 'registry', push: 'registry', login: 'registry', logout: 'registry', 'manifest inspect': 'registry',
   'volume create': 'volume', 'volume ls': 'volume', 'volume inspect': 'volume', 'volume rm': 'volume', 'volume prune': 'volume',
-  'registry serve': 'registry', 'registry gc': 'registry',
+  'registry serve': 'registry-server', 'registry gc': 'registry-server',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
   container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', exec: 'exec', top: 'top', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
-  image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
+  image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune', pull: 'pull', push: 'push' },
   system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
   volume: { create: 'volume create', ls: 'volume ls', list: 'volume ls', inspect: 'volume inspect', rm: 'volume rm', remove: 'volume rm', prune: 'volume prune' },
+  manifest: { inspect: 'manifest inspect' },
   registry: { serve: 'registry serve', gc: 'registry gc' },
 };
 
@@ -83,10 +86,12 @@ Management Commands:
   registry    Run berth's registry server
   system      Manage berth
   volume      Manage volumes
+  manifest    Manage image manifests
 
 Commands:
   attach, cp, create, diff, events, export, history, import, kill, load,
-  rename, restart, rm, rmi, save, start, stop, tag, top, wait
+  login, logout, pull, push, rename, restart, rm, rmi, save, start, stop,
+  tag, top, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)
@@ -177,6 +182,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  // `--config DIR` is where the credentials live (read by the registry commands).
+  if (g.str('config')) process.env.DOCKER_CONFIG = g.str('config');
   const client = new ApiClient(parseHost(g.str('host')));
   const ctx: CliContext = { client, out: process.stdout, err: process.stderr };
   try {

@@ -9,6 +9,7 @@ import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
 import { ExecService } from './exec.ts';
 import { ensureDir } from '../util/fsutil.ts';
+import { DistributionService } from '../distribution/service.ts';
 import { ArchiveService } from './archive.ts';
 import { DiskUsageService } from './df.ts';
 import { PruneService } from './prune.ts';
@@ -23,6 +24,7 @@ export class Engine {
   readonly containers: ContainerService;
   readonly images: ImageService;
   readonly system: SystemService;
+  readonly distribution: DistributionService;
   readonly execs: ExecService;
   readonly archive: ArchiveService;
   readonly df: DiskUsageService;
@@ -36,6 +38,7 @@ export class Engine {
     this.containers = new ContainerService(cfg, this.imageStore, this.layers, this.events);
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
+    this.distribution = new DistributionService(cfg, this.images, this.imageStore, this.content, this.layers);
     this.execs = new ExecService(cfg, this.containers, this.events);
     this.archive = new ArchiveService(cfg, this.containers, this.layers, this.events);
     this.df = new DiskUsageService(this.images, this.imageStore, this.layers, this.containers);

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { removeDir } from './registry.ts';
+import { removeDir } from './berth-registry.ts';
 
 export class TestDockerd {
   readonly dir: string;

@@ -11,13 +11,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUSYBOX_TAR, ROOT } from '../helpers/daemon.ts';
 import { TestDockerd } from '../helpers/dockerd.ts';
-import { TestRegistry, removeDir, testDir } from '../helpers/registry.ts';
+import { BerthRegistry, removeDir, testDir } from '../helpers/berth-registry.ts';
 import { busyboxTar, image, imageBlobs, index, tinyTar, writeLayout } from '../helpers/oci-layout.ts';
 
 const skip = TestDockerd.available() ? false : 'Docker Engine (dockerd) is not installed';
 const dir = testDir('registry-docker');
 const dockerd = new TestDockerd(join(dir, 'dockerd'));
-const reg = new TestRegistry(join(dir, 'root'));
+const reg = new BerthRegistry(join(dir, 'root'));
 
 before(async () => {
   if (skip) return;
@@ -74,12 +74,12 @@ test('docker pulls the platform it wants from a multi-platform index', { skip },
   assert.equal(arch.stdout.trim(), 'amd64');
 });
 
-async function withAuthRegistry(mode: 'basic' | 'token', fn: (r: TestRegistry) => void): Promise<void> {
+async function withAuthRegistry(mode: 'basic' | 'token', fn: (r: BerthRegistry) => void): Promise<void> {
   const root = join(dir, `auth-${mode}`);
   mkdirSync(root, { recursive: true });
   const pw = join(root, 'htpasswd');
   assert.equal(spawnSync('htpasswd', ['-cbB', pw, 'alice', 'bcrypt pass']).status, 0);
-  const r = new TestRegistry(join(root, 'data'));
+  const r = new BerthRegistry(join(root, 'data'));
   await r.start(['--htpasswd', pw, '--auth', mode]);
   try {
     fn(r);

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { BERTH, ROOT } from '../helpers/daemon.ts';
-import { TestRegistry, removeDir, testDir } from '../helpers/registry.ts';
+import { BerthRegistry, removeDir, testDir } from '../helpers/berth-registry.ts';
 import { blob, busyboxTar, descriptor, image, imageBlobs, index, sha256, tinyTar, writeLayout } from '../helpers/oci-layout.ts';
 import type { Blob } from '../helpers/oci-layout.ts';
 
@@ -22,7 +22,7 @@ const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
 
 const dir = testDir('registry');
-const reg = new TestRegistry(join(dir, 'root'));
+const reg = new BerthRegistry(join(dir, 'root'));
 
 before(async () => {
   await reg.start();
@@ -650,7 +650,7 @@ test('basic auth with an htpasswd file of bcrypt and apr1 hashes; repeated failu
   mkdirSync(root);
   const pw = join(root, 'htpasswd');
   htpasswdFile(pw);
-  const r = new TestRegistry(join(root, 'data'));
+  const r = new BerthRegistry(join(root, 'data'));
   await r.start(['--htpasswd', pw]);
   try {
     const anon = await call('GET', `${r.url}/v2/`);
@@ -687,7 +687,7 @@ test('token auth: Bearer challenge, realm issues signed tokens, bad and foreign 
   mkdirSync(root);
   const pw = join(root, 'htpasswd');
   htpasswdFile(pw);
-  const r = new TestRegistry(join(root, 'data'));
+  const r = new BerthRegistry(join(root, 'data'));
   await r.start(['--htpasswd', pw, '--auth', 'token']);
   try {
     const realm = `${r.url}/auth/token`;
@@ -762,7 +762,7 @@ test('HTTPS with a self-signed certificate: curl and skopeo verify it; plain HTT
   const key = join(root, 'key.pem');
   const o = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { encoding: 'utf8' });
   assert.equal(o.status, 0, o.stderr);
-  const r = new TestRegistry(join(root, 'data'));
+  const r = new BerthRegistry(join(root, 'data'));
   await r.start(['--tls-cert', cert, '--tls-key', key]);
   try {
     assert.match(r.url, /^https:\/\/127\.0\.0\.1:\d+$/);

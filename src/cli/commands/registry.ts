@@ -1,95 +1,210 @@
 /**
- * `berth registry serve` and `berth registry gc`: berth's own registry
- * server. Neither talks to berthd.
+ * Registry commands: pull, push, login, logout and manifest inspect.
  */
-import type { Command } from '../command.ts';
+import { createInterface } from 'node:readline';
+import type { Command, CliContext } from '../command.ts';
 import { CliError, println } from '../command.ts';
-import type { AuthMode } from '../../registry/auth/access.ts';
+import type { Flags } from '../flags.ts';
+import { CredentialStore } from '../credentials.ts';
+import { pullImage, pushImage } from '../pull.ts';
+import type { AuthConfig } from '../../distribution/auth-config.ts';
+import { authKeyForHost, registryHostOfAddress } from '../../distribution/auth-config.ts';
+import { defaultCertsDirs, endpointsFor } from '../../distribution/endpoints.ts';
+import { MANIFEST_ACCEPT, parseManifest } from '../../distribution/manifest.ts';
+import { closeRegistryConnections, readAll, RegistryClient, RegistryError } from '../../distribution/registry-client.ts';
+import { familiarString, parseReference } from '../../image/reference.ts';
 
-const DEFAULT_ROOT = '/var/lib/berth-registry';
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function prompt(question: string, hidden: boolean): Promise<string> {
+  return new Promise((resolve) => {
+    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+    if (hidden) {
+      // Echo nothing while the password is typed.
+      (rl as unknown as { _writeToOutput: (s: string) => void })._writeToOutput = (s: string) => {
+        if (s.startsWith(question)) process.stderr.write(question);
+      };
+    }
+    rl.question(question, (answer) => {
+      rl.close();
+      if (hidden) process.stderr.write('\n');
+      resolve(answer);
+    });
+  });
+}
+
+async function login(ctx: CliContext, f: Flags, args: string[]): Promise<void> {
+  const server = args[0];
+  const host = server ? registryHostOfAddress(server) : 'docker.io';
+  const address = authKeyForHost(host);
+  let username = f.str('username');
+  let password = f.str('password');
+  if (password !== undefined) ctx.err.write('WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n');
+  if (f.bool('password-stdin')) {
+    if (password !== undefined) throw new CliError('--password and --password-stdin are mutually exclusive');
+    if (!username) throw new CliError('Must provide --username with --password-stdin');
+    password = (await readStdin()).replace(/\r?\n$/, '');
+  }
+  const store = new CredentialStore();
+  let auth: AuthConfig | undefined;
+  if (!username && password === undefined) {
+    // Stored credentials are tried first, as docker does.
+    const stored = await store.get(host);
+    if (stored) {
+      try {
+        await ctx.client.post('/auth', { ...stored, serveraddress: address });
+        println(ctx, 'Login Succeeded');
+        return;
+      } catch {
+        // fall through to asking
+      }
+    }
+  }
+  if (!username || password === undefined) {
+    if (!process.stdin.isTTY) throw new CliError('Error: Cannot perform an interactive login from a non TTY device');
+    if (!username) username = (await prompt('Username: ', false)).trim();
+    if (!username) throw new CliError('Error: Non-null Username Required');
+    password = await prompt('Password: ', true);
+  }
+  if (!password) throw new CliError('Error: Password Required');
+  auth = { username, password, serveraddress: address };
+  const res = await ctx.client.post<{ Status?: string; IdentityToken?: string }>('/auth', auth);
+  if (res?.IdentityToken) auth = { username, identitytoken: res.IdentityToken, serveraddress: address };
+  await store.store(host, auth);
+  println(ctx, res?.Status || 'Login Succeeded');
+}
+
+async function logout(ctx: CliContext, args: string[]): Promise<void> {
+  const host = args[0] ? registryHostOfAddress(args[0]) : 'docker.io';
+  const shown = args[0] && host !== 'docker.io' ? host : authKeyForHost(host);
+  const store = new CredentialStore();
+  if (!(await store.erase(host))) {
+    println(ctx, `Not logged in to ${shown}`);
+    return;
+  }
+  println(ctx, `Removing login credentials for ${shown}`);
+}
+
+/** `manifest inspect`: asks the registry directly, as docker's CLI does, with the stored credentials. */
+async function manifestInspect(ctx: CliContext, f: Flags, args: string[]): Promise<void> {
+  let ref;
+  try {
+    ref = parseReference(args[0]!);
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  const reference = ref.digest ?? ref.tag ?? 'latest';
+  const auth = await new CredentialStore().get(ref.domain);
+  const insecure = f.bool('insecure') ? [ref.domain] : [];
+  const eps = endpointsFor(ref.domain, { mirrors: [], insecure, certsDirs: defaultCertsDirs() });
+  let lastErr: unknown;
+  try {
+    for (const ep of eps) {
+      const client = new RegistryClient(ep, auth, 'berth-cli/0.1.0');
+      try {
+        await client.ping();
+        const res = await client.expect('GET', `/v2/${ref.path}/manifests/${reference}`, [200], { scopes: [`repository:${ref.path}:pull`], headers: { Accept: MANIFEST_ACCEPT } });
+        const raw = await readAll(res.body, 4 << 20);
+        const parsed = parseManifest(raw, res.headers['content-type'], familiarString(ref));
+        const text = JSON.stringify(JSON.parse(raw.toString()), null, '\t');
+        if (f.bool('verbose')) {
+          const { createHash } = await import('node:crypto');
+          const digest = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+          const verbose = {
+            Ref: familiarString(ref).includes('/') || ref.domain !== 'docker.io' ? `${ref.domain}/${ref.path}:${reference}` : `docker.io/${ref.path}:${reference}`,
+            Descriptor: { mediaType: parsed.mediaType, digest, size: raw.length },
+            [parsed.kind === 'index' ? 'Index' : 'Manifest']: JSON.parse(raw.toString()) as unknown,
+          };
+          println(ctx, JSON.stringify(verbose, null, '\t'));
+        } else println(ctx, text);
+        return;
+      } catch (err) {
+        lastErr = err;
+        if (err instanceof RegistryError && err.transport) continue;
+        break;
+      }
+    }
+  } finally {
+    closeRegistryConnections();
+  }
+  if (lastErr instanceof RegistryError && (lastErr.code === 'MANIFEST_UNKNOWN' || lastErr.status === 404)) throw new CliError(`no such manifest: ${familiarString(ref)}`);
+  throw new CliError((lastErr as Error)?.message ?? 'manifest inspect failed');
+}
 
 export const commands: Command[] = [
   {
-    name: 'registry serve',
-    use: 'berth registry serve [OPTIONS]',
-    short: 'Run an OCI distribution registry',
+    name: 'pull',
+    use: 'berth pull [OPTIONS] NAME[:TAG|@DIGEST]',
+    short: 'Download an image from a registry',
     flags: [
-      { name: 'addr', type: 'string', description: 'Address to listen on (host:port; port 0 picks a free one)', default: '127.0.0.1:5000' },
-      { name: 'root', type: 'string', description: 'Directory holding the registry\'s storage', default: DEFAULT_ROOT },
-      { name: 'htpasswd', type: 'string', description: 'htpasswd file (bcrypt, apr1 or SHA hashes) for authentication' },
-      { name: 'auth', type: 'string', description: 'Authentication: "none", "basic" or "token" (default: basic with --htpasswd, else none)' },
-      { name: 'token-realm', type: 'string', description: 'Token realm URL to announce (default: this server\'s /auth/token)' },
-      { name: 'token-service', type: 'string', description: 'Service name in token challenges', default: 'berth-registry' },
-      { name: 'token-secret', type: 'string', description: 'File with the token signing secret (default: random per start)' },
-      { name: 'token-ttl', type: 'int', description: 'Token lifetime in seconds', default: 300 },
-      { name: 'tls-cert', type: 'string', description: 'TLS certificate (PEM); serve HTTPS' },
-      { name: 'tls-key', type: 'string', description: 'TLS private key (PEM)' },
-      { name: 'read-only', type: 'bool', description: 'Refuse pushes and deletes' },
-      { name: 'no-fsync', type: 'bool', description: 'Do not fsync blobs before they become visible' },
-      { name: 'access-log', type: 'bool', description: 'Log every request to stderr' },
+      { name: 'all-tags', short: 'a', type: 'bool', description: 'Download all tagged images in the repository' },
+      { name: 'quiet', short: 'q', type: 'bool', description: 'Suppress verbose output' },
+      { name: 'platform', type: 'string', description: 'Set platform if server is multi-platform capable' },
+      { name: 'disable-content-trust', type: 'bool', description: 'Skip image verification (default true)', default: true },
     ],
-    maxArgs: 0,
-    async run(ctx, f) {
-      const { RegistryServer } = await import('../../registry/server.ts');
-      const auth = f.str('auth');
-      if (auth !== undefined && !['none', 'basic', 'token'].includes(auth)) throw new CliError(`invalid --auth ${JSON.stringify(auth)}: want none, basic or token`);
-      let srv;
-      try {
-        srv = await RegistryServer.start({
-          addr: f.str('addr') ?? '127.0.0.1:5000',
-          root: f.str('root') ?? DEFAULT_ROOT,
-          htpasswd: f.str('htpasswd'),
-          auth: auth as AuthMode | undefined,
-          tokenRealm: f.str('token-realm'),
-          tokenService: f.str('token-service'),
-          tokenSecretFile: f.str('token-secret'),
-          tokenTtl: f.int('token-ttl'),
-          tlsCert: f.str('tls-cert'),
-          tlsKey: f.str('tls-key'),
-          readOnly: f.bool('read-only'),
-          durable: !f.bool('no-fsync'),
-          accessLog: f.bool('access-log'),
-        });
-      } catch (err) {
-        throw new CliError(`berth registry: ${(err as Error).message}`);
-      }
-      println(ctx, `berth registry listening on ${srv.url}`);
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
-      await srv.close();
+    minArgs: 1,
+    maxArgs: 1,
+    async run(ctx, f, args) {
+      const shown = await pullImage(ctx, args[0]!, { quiet: f.bool('quiet'), platform: f.str('platform') || process.env.DOCKER_DEFAULT_PLATFORM || undefined, allTags: f.bool('all-tags') });
+      println(ctx, shown);
     },
   },
   {
-    name: 'registry gc',
-    use: 'berth registry gc [OPTIONS]',
-    short: 'Remove blobs no manifest refers to',
+    name: 'push',
+    use: 'berth push [OPTIONS] NAME[:TAG]',
+    short: 'Upload an image to a registry',
     flags: [
-      { name: 'root', type: 'string', description: 'Directory holding the registry\'s storage', default: DEFAULT_ROOT },
-      { name: 'dry-run', short: 'd', type: 'bool', description: 'Only print what would be removed' },
-      { name: 'delete-untagged', short: 'm', type: 'bool', description: 'Also remove manifests no tag leads to' },
-      { name: 'quiet', short: 'q', type: 'bool', description: 'Print only the summary' },
+      { name: 'all-tags', short: 'a', type: 'bool', description: 'Push all tags of an image to the repository' },
+      { name: 'quiet', short: 'q', type: 'bool', description: 'Suppress verbose output' },
+      { name: 'disable-content-trust', type: 'bool', description: 'Skip image signing (default true)', default: true },
     ],
-    maxArgs: 0,
-    async run(ctx, f) {
-      const { RegistryStorage } = await import('../../registry/storage.ts');
-      const { UploadSessions } = await import('../../registry/uploads.ts');
-      const { collectGarbage } = await import('../../registry/gc.ts');
-      const { existsSync } = await import('node:fs');
-      const root = f.str('root') ?? DEFAULT_ROOT;
-      if (!existsSync(root)) throw new CliError(`berth registry gc: ${root}: no such directory`);
-      const storage = new RegistryStorage(root);
-      await storage.init();
-      const dry = f.bool('dry-run');
-      const r = await collectGarbage(storage, new UploadSessions(storage), {
-        dryRun: dry,
-        deleteUntagged: f.bool('delete-untagged'),
-        uploadMaxAgeMs: 7 * 24 * 3600 * 1000,
-        log: f.bool('quiet') ? undefined : (line) => println(ctx, line),
-      });
-      const verb = dry ? 'would free' : 'freed';
-      println(ctx, `${r.blobsRemoved.length} blobs, ${r.manifestsRemoved.length} manifests, ${r.uploadsRemoved.length} stale uploads: ${verb} ${r.bytesFreed} bytes`);
+    minArgs: 1,
+    maxArgs: 1,
+    async run(ctx, f, args) {
+      await pushImage(ctx, args[0]!, { quiet: f.bool('quiet'), allTags: f.bool('all-tags') });
+    },
+  },
+  {
+    name: 'login',
+    use: 'berth login [OPTIONS] [SERVER]',
+    short: 'Authenticate to a registry',
+    flags: [
+      { name: 'username', short: 'u', type: 'string', description: 'Username' },
+      { name: 'password', short: 'p', type: 'string', description: 'Password' },
+      { name: 'password-stdin', type: 'bool', description: 'Take the password from stdin' },
+    ],
+    maxArgs: 1,
+    async run(ctx, f, args) {
+      await login(ctx, f, args);
+    },
+  },
+  {
+    name: 'logout',
+    use: 'berth logout [SERVER]',
+    short: 'Log out from a registry',
+    flags: [],
+    maxArgs: 1,
+    async run(ctx, _f, args) {
+      await logout(ctx, args);
+    },
+  },
+  {
+    name: 'manifest inspect',
+    use: 'berth manifest inspect [OPTIONS] [MANIFEST_LIST] MANIFEST',
+    short: 'Display an image manifest, or manifest list',
+    flags: [
+      { name: 'insecure', type: 'bool', description: 'Allow communication with an insecure registry' },
+      { name: 'verbose', short: 'v', type: 'bool', description: 'Output additional info including layers and platform' },
+    ],
+    minArgs: 1,
+    maxArgs: 1,
+    async run(ctx, f, args) {
+      await manifestInspect(ctx, f, args);
     },
   },
 ];
+

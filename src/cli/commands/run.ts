@@ -14,7 +14,7 @@ async function createContainer(ctx: CliContext, f: Flags, args: string[], detach
   const query = { name, platform };
   const pullMode = f.str('pull') ?? 'missing';
   if (!['always', 'missing', 'never'].includes(pullMode)) throw new CliError(`invalid pull option: '${pullMode}': must be one of "always", "missing" or "never"`, 125);
-  if (pullMode === 'always') await pullImage(ctx, image!, { quiet: f.bool('quiet'), platform });
+  if (pullMode === 'always') await pullImage(ctx, image!, { quiet: f.bool('quiet'), platform, out: ctx.err });
   let res: { Id: string; Warnings?: string[] };
   try {
     res = await ctx.client.post<{ Id: string; Warnings?: string[] }>('/containers/create', body, query);
@@ -22,7 +22,7 @@ async function createContainer(ctx: CliContext, f: Flags, args: string[], detach
     if (!(err instanceof ApiError) || err.status !== 404 || !err.message.startsWith('No such image') || pullMode === 'never') throw err;
     const shown = image!.includes(':') || image!.includes('@') ? image! : `${image}:latest`;
     ctx.err.write(`Unable to find image '${shown}' locally\n`);
-    await pullImage(ctx, image!, { quiet: f.bool('quiet'), platform });
+    await pullImage(ctx, image!, { quiet: f.bool('quiet'), platform, out: ctx.err });
     res = await ctx.client.post<{ Id: string; Warnings?: string[] }>('/containers/create', body, query);
   }
   for (const w of res.Warnings ?? []) ctx.err.write(`WARNING: ${w}\n`);
