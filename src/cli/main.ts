@@ -29,6 +29,7 @@ const LOADERS: Record<string, Loader> = {
   cp: () => import('./commands/cp.ts'),
   data: () => import('./commands/data.ts'),
   events: () => import('./commands/events.ts'),
+  'registry-server': () => import('./commands/registry-server.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -45,6 +46,7 @@ const MODULES: Record<string, string> = {
   build: 'build', 'builder prune': 'build', commit: 'commit',
   pull: 'registry', push: 'registry', login: 'registry', logout: 'registry', 'manifest inspect': 'registry',
   'volume create': 'volume', 'volume ls': 'volume', 'volume inspect': 'volume', 'volume rm': 'volume', 'volume prune': 'volume',
+  'registry serve': 'registry-server', 'registry gc': 'registry-server',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
@@ -55,6 +57,7 @@ const GROUPS: Record<string, Record<string, string>> = {
   system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
   volume: { create: 'volume create', ls: 'volume ls', list: 'volume ls', inspect: 'volume inspect', rm: 'volume rm', remove: 'volume rm', prune: 'volume prune' },
   manifest: { inspect: 'manifest inspect' },
+  registry: { serve: 'registry serve', gc: 'registry gc' },
 };
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -85,6 +88,7 @@ Management Commands:
   container   Manage containers
   image       Manage images
   builder     Manage builds
+  registry    Run berth's registry server
   system      Manage berth
   volume      Manage volumes
   manifest    Manage image manifests
