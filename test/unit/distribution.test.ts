@@ -13,6 +13,32 @@ import type { Index } from '../../src/image/types.ts';
 
 const D = (c: string): string => `sha256:${c.repeat(64)}`;
 
+/** Run with BERTH_REGISTRY_LOOPBACK_ONLY set as given (the suite sets it to 1). */
+function withLoopbackOnly<T>(value: string | undefined, fn: () => T): T {
+  const saved = process.env.BERTH_REGISTRY_LOOPBACK_ONLY;
+  if (value === undefined) delete process.env.BERTH_REGISTRY_LOOPBACK_ONLY;
+  else process.env.BERTH_REGISTRY_LOOPBACK_ONLY = value;
+  try {
+    return fn();
+  } finally {
+    if (saved === undefined) delete process.env.BERTH_REGISTRY_LOOPBACK_ONLY;
+    else process.env.BERTH_REGISTRY_LOOPBACK_ONLY = saved;
+  }
+}
+
+/** endpointsFor as it answers on a machine that may reach any registry (no packet is sent). */
+const openEndpoints = (domain: string, s: Parameters<typeof endpointsFor>[1]) => withLoopbackOnly(undefined, () => endpointsFor(domain, s));
+
+test('BERTH_REGISTRY_LOOPBACK_ONLY: loopback registries and mirrors only, refused before any lookup', () => {
+  withLoopbackOnly('1', () => {
+    assert.throws(() => endpointsFor('docker.io', { mirrors: [], insecure: [], certsDirs: [] }), /registry docker\.io is not on loopback/);
+    assert.throws(() => endpointsFor('registry.example:5000', { mirrors: [], insecure: [], certsDirs: [] }), /not on loopback/);
+    const hub = endpointsFor('docker.io', { mirrors: ['http://127.0.0.1:5999'], insecure: [], certsDirs: [] });
+    assert.deepEqual(hub.map((e) => e.url), ['http://127.0.0.1:5999']);
+    assert.deepEqual(endpointsFor('localhost:5000', { mirrors: [], insecure: [], certsDirs: [] }).map((e) => e.url), ['https://localhost:5000', 'http://localhost:5000']);
+  });
+});
+
 test('X-Registry-Auth: url-safe base64 with or without padding, auth field split, empty is anonymous', () => {
   const enc = encodeRegistryAuth({ username: 'u', password: 'p?>~', serveraddress: 'localhost:5000' });
   assert.deepEqual(decodeRegistryAuth(enc), { username: 'u', password: 'p?>~', serveraddress: 'localhost:5000' });
@@ -38,10 +64,10 @@ test('insecure registries: loopback by default, listed hosts and CIDRs', () => {
 
 test('endpoints: mirrors first for Docker Hub, HTTPS then HTTP for insecure registries, HTTPS only otherwise', () => {
   const s = { mirrors: ['http://127.0.0.1:5001/'], insecure: [], certsDirs: [] };
-  assert.deepEqual(endpointsFor('docker.io', s).map((e) => [e.url, e.mirror]), [['http://127.0.0.1:5001', true], ['https://registry-1.docker.io', false]]);
-  assert.deepEqual(endpointsFor('127.0.0.1:5000', s).map((e) => e.url), ['https://127.0.0.1:5000', 'http://127.0.0.1:5000']);
-  assert.deepEqual(endpointsFor('reg.example', s).map((e) => e.url), ['https://reg.example']);
-  assert.equal(endpointsFor('127.0.0.1:5000', s)[0]!.tls!.insecure, true);
+  assert.deepEqual(openEndpoints('docker.io', s).map((e) => [e.url, e.mirror]), [['http://127.0.0.1:5001', true], ['https://registry-1.docker.io', false]]);
+  assert.deepEqual(openEndpoints('127.0.0.1:5000', s).map((e) => e.url), ['https://127.0.0.1:5000', 'http://127.0.0.1:5000']);
+  assert.deepEqual(openEndpoints('reg.example', s).map((e) => e.url), ['https://reg.example']);
+  assert.equal(openEndpoints('127.0.0.1:5000', s)[0]!.tls!.insecure, true);
 });
 
 test('auth challenges', () => {
@@ -86,17 +112,17 @@ test('certs.d: CAs and a client key pair for one registry, as docker reads them'
     writeFileSync(join(dir, 'reg.example:5000', 'ca.crt'), 'CA-PEM');
     writeFileSync(join(dir, 'reg.example:5000', 'client.cert'), 'CERT-PEM');
     writeFileSync(join(dir, 'reg.example:5000', 'client.key'), 'KEY-PEM');
-    const [ep] = endpointsFor('reg.example:5000', { mirrors: [], insecure: [], certsDirs: ['/nonexistent', dir] });
+    const [ep] = openEndpoints('reg.example:5000', { mirrors: [], insecure: [], certsDirs: ['/nonexistent', dir] });
     assert.equal(ep!.tls!.insecure, false);
     assert.ok(ep!.tls!.ca!.includes('CA-PEM'));
     assert.ok(ep!.tls!.ca!.length > 1, 'system CAs are kept alongside');
     assert.equal(ep!.tls!.cert!.toString(), 'CERT-PEM');
     assert.equal(ep!.tls!.key!.toString(), 'KEY-PEM');
-    const [other] = endpointsFor('other.example', { mirrors: [], insecure: [], certsDirs: [dir] });
+    const [other] = openEndpoints('other.example', { mirrors: [], insecure: [], certsDirs: [dir] });
     assert.equal(other!.tls!.ca, undefined);
     mkdirSync(join(dir, 'bad.example'));
     writeFileSync(join(dir, 'bad.example', 'client.cert'), 'CERT-PEM');
-    assert.throws(() => endpointsFor('bad.example', { mirrors: [], insecure: [], certsDirs: [dir] }), /missing key/);
+    assert.throws(() => openEndpoints('bad.example', { mirrors: [], insecure: [], certsDirs: [dir] }), /missing key/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
