@@ -3,12 +3,14 @@ import type { Engine } from '../engine/engine.ts';
 import { systemRoutes } from './routes/system.ts';
 import { containerRoutes } from './routes/containers.ts';
 import { imageRoutes } from './routes/images.ts';
+import { containerExtraRoutes } from './routes/container-extras.ts';
 
 /** Every Engine API route berthd serves. */
 export function buildRouter(engine: Engine): Router {
   const r = new Router();
   systemRoutes(r, engine);
   containerRoutes(r, engine);
+  containerExtraRoutes(r, engine);
   imageRoutes(r, engine);
   return r;
 }

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { FlagSpec, Flags } from './flags.ts';
 import { CliError } from './command.ts';
+import { RESOURCE_FLAGS, applyResourceFlags } from './resource-opts.ts';
 
 export const CONTAINER_FLAGS: FlagSpec[] = [
   { name: 'name', type: 'string', description: 'Assign a name to the container' },
@@ -46,6 +47,7 @@ export const CONTAINER_FLAGS: FlagSpec[] = [
   { name: 'cidfile', type: 'string', description: 'Write the container ID to the file' },
   { name: 'log-driver', type: 'string', description: 'Logging driver for the container' },
   { name: 'log-opt', type: 'list', description: 'Log driver options' },
+  ...RESOURCE_FLAGS,
 ];
 
 export const RUN_ONLY_FLAGS: FlagSpec[] = [
@@ -170,5 +172,6 @@ export function buildCreateBody(f: Flags, image: string, cmd: string[], detach: 
     ...(stopTimeout !== undefined ? { StopTimeout: stopTimeout } : {}),
     HostConfig: hostConfig,
   };
+  applyResourceFlags(f, body, hostConfig);
   return { body, name: f.str('name'), platform: f.str('platform') };
 }

@@ -20,6 +20,8 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  stats: () => import('./commands/stats.ts'),
+  resources: () => import('./commands/resources.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -29,13 +31,14 @@ const MODULES: Record<string, string> = {
   ps: 'ps', logs: 'logs', inspect: 'inspect',
   images: 'images', rmi: 'images', tag: 'images', history: 'images', import: 'images', load: 'images', save: 'images',
   version: 'system', info: 'system',
+  stats: 'stats', pause: 'resources', unpause: 'resources', update: 'resources',
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
+  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune', stats: 'stats', pause: 'pause', unpause: 'unpause', update: 'update' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
   system: { info: 'info', prune: 'system prune' },
 };
@@ -69,8 +72,8 @@ Management Commands:
   system      Manage berth
 
 Commands:
-  attach, create, history, import, kill, load, rename, restart, rm, rmi,
-  save, start, stop, tag, wait
+  attach, create, history, import, kill, load, pause, rename, restart, rm,
+  rmi, save, start, stats, stop, tag, unpause, update, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)

@@ -26,6 +26,9 @@ import { MonitorConnection, StartError, spawnMonitor } from '../runtime/monitor.
 import type { ExitInfo } from '../runtime/monitor.ts';
 import { MonitorLauncher } from '../runtime/launcher.ts';
 import { computeCapabilities } from '../runtime/capabilities.ts';
+import { checkResources } from './limits.ts';
+import { applySecurity, checkSecurity } from './security.ts';
+import type { ContainerHooks } from './container-hooks.ts';
 import { parseSignal } from '../util/signals.ts';
 import { conflict, invalid, notModified, BerthError, errorMessage } from '../util/errors.ts';
 import { ensureDir, removeTree } from '../util/fsutil.ts';
@@ -80,6 +83,8 @@ export class ContainerService {
   private readonly events: EventBus;
   private hostResolv = '';
   private readonly launcher: MonitorLauncher;
+  /** Restart policies, health checks, pause state: set by the engine (src/engine/container-hooks.ts). */
+  hooks?: ContainerHooks;
 
   constructor(cfg: DaemonConfig, images: ImageStore, layers: LayerStore, events: EventBus) {
     this.cfg = cfg;
@@ -108,6 +113,7 @@ export class ContainerService {
     this.hostResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
     const records = await this.store.init();
     for (const rec of records) await this.reconcile(rec);
+    await this.hooks?.booted(this.store.all());
     // Monitor directories of containers that no longer exist.
     for (const id of await readdir(join(this.cfg.execRoot, 'containers'))) {
       if (!this.store.get(id)) await removeTree(this.execDir(id));
@@ -140,6 +146,7 @@ export class ContainerService {
         const exit = await this.readExitFile(rec.Id);
         await this.onExit(rec, live, exit ?? { exitCode: st.exitCode ?? 255, signal: 0, finishedAt: new Date().toISOString() });
       }
+      if (rec.State.Running) this.hooks?.started(rec, true);
       log.info('re-adopted running container', { id: rec.Id, pid: rec.State.Pid });
     } catch {
       const exit = await this.readExitFile(rec.Id);
@@ -152,7 +159,7 @@ export class ContainerService {
     try {
       const raw = JSON.parse(await readFile(join(this.execDir(id), 'exit'), 'utf8')) as Partial<ExitInfo> & { startFailed?: boolean };
       if (raw.startFailed) return undefined;
-      return { exitCode: raw.exitCode ?? 255, signal: raw.signal ?? 0, finishedAt: raw.finishedAt ?? new Date().toISOString() };
+      return { exitCode: raw.exitCode ?? 255, signal: raw.signal ?? 0, finishedAt: raw.finishedAt ?? new Date().toISOString(), ...(raw.oomKilled ? { oomKilled: true } : {}) };
     } catch {
       return undefined;
     }
@@ -184,7 +191,7 @@ export class ContainerService {
     const fullName = name ? ContainerStore.validateName(name) : `/${randomName((n) => this.store.nameTaken(n))}`;
     const dir = this.store.dir(id);
     const rec = buildRecord({ id, name: fullName, req, imageId: img.record.id, imageRef: req.Image, image: img.config, layers: chainIds(img.config.rootfs.diff_ids), dir });
-    this.validateHostConfig(rec);
+    const warnings = this.validateHostConfig(rec);
     this.store.reserveName(fullName, id);
     try {
       await this.store.add(rec);
@@ -195,17 +202,20 @@ export class ContainerService {
     }
     this.events.emit('container', 'create', id, { image: req.Image, name: fullName.slice(1) });
     this.prewarm(rec);
-    return { Id: id, Warnings: [] };
+    return { Id: id, Warnings: warnings };
   }
 
-  private validateHostConfig(rec: ContainerRecord): void {
+  private validateHostConfig(rec: ContainerRecord): string[] {
     const hc = rec.HostConfig;
     computeCapabilities({ add: hc.CapAdd ?? [], drop: hc.CapDrop ?? [], privileged: hc.Privileged });
+    const warnings = checkResources(hc);
+    checkSecurity(hc, (ref) => this.store.find(ref), this.cfg.initPath);
     const mode = hc.NetworkMode;
     if (mode.startsWith('container:')) {
       const target = this.store.find(mode.slice(10));
       if (!target) throw new BerthError('NotFound', `No such container: ${mode.slice(10)}`);
     }
+    return warnings;
   }
 
   // ---------------------------------------------------------------- start
@@ -216,6 +226,8 @@ export class ContainerService {
     const existing = this.live.get(rec.Id);
     if (existing?.starting) return existing.starting;
     if (existing?.conn) throw notModified('container already started');
+    // An explicit start clears the user's stop, for restart policies.
+    if (rec.berth.manuallyStopped && !rec.State.Restarting) rec.berth.manuallyStopped = false;
     const live = existing ?? this.newLive();
     this.live.set(rec.Id, live);
     const previous = this.cleaning.get(rec.Id);
@@ -252,6 +264,7 @@ export class ContainerService {
     rec.State = { ...rec.State, Status: 'running', Running: true, Paused: false, Restarting: false, OOMKilled: false, Dead: false, Pid: pid, ExitCode: 0, Error: '', StartedAt: new Date().toISOString(), FinishedAt: rec.State.FinishedAt };
     await this.store.save(rec);
     this.events.emit('container', 'start', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
+    this.hooks?.started(rec, false);
     // The container may already have exited while we were recording the start.
     if (live.conn?.exit) await this.onExit(rec, live, live.conn.exit);
   }
@@ -297,6 +310,7 @@ export class ContainerService {
       extraMounts: etcMounts,
       shmSize: hc.ShmSize ?? 64 * 1024 * 1024,
     });
+    applySecurity(spec, rec, { find: (ref) => this.find(ref), capabilities: caps, initPath: this.cfg.initPath });
     const warm = this.takeWarm(rec.Id);
     await writeFile(join(xdir, 'config.json'), JSON.stringify(spec));
     let spawned = false;
@@ -422,7 +436,7 @@ export class ContainerService {
   // ---------------------------------------------------------------- exit
 
   private async markExited(rec: ContainerRecord, exit: ExitInfo, error = '', persist = true): Promise<void> {
-    rec.State = { ...rec.State, Status: 'exited', Running: false, Paused: false, Restarting: false, Pid: 0, ExitCode: exit.exitCode, Error: error, FinishedAt: exit.finishedAt };
+    rec.State = { ...rec.State, Status: 'exited', Running: false, Paused: false, Restarting: false, OOMKilled: exit.oomKilled ?? false, Pid: 0, ExitCode: exit.exitCode, Error: error, FinishedAt: exit.finishedAt };
     if (persist) await this.store.save(rec);
   }
 
@@ -449,7 +463,9 @@ export class ContainerService {
       for (const s of live.sinks) s.end();
       live.sinks.clear();
       live.resolveExit(exit);
+      if (exit.oomKilled) this.events.emit('container', 'oom', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
       this.events.emit('container', 'die', rec.Id, { exitCode: String(exit.exitCode), image: rec.Config.Image, name: rec.Name.slice(1) });
+      await this.hooks?.exited(rec, exit.exitCode);
       if (rec.HostConfig.AutoRemove) {
         await this.destroy(rec);
       }
@@ -554,6 +570,11 @@ export class ContainerService {
   async kill(ref: string, signal = 'KILL'): Promise<void> {
     const rec = this.find(ref);
     const sig = parseSignal(signal);
+    if (sig.number === 9 && this.hooks?.cancelRestart(rec)) {
+      rec.berth.manuallyStopped = true;
+      await this.store.save(rec);
+      return;
+    }
     if (!rec.State.Running) throw conflict(`Cannot kill container: ${ref}: Container ${rec.Id} is not running`);
     if (sig.number === 9) rec.berth.manuallyStopped = true;
     try {
@@ -561,11 +582,18 @@ export class ContainerService {
     } catch (err) {
       throw conflict(`Cannot kill container: ${ref}: ${errorMessage(err)}`);
     }
+    if (sig.number === 9) await this.hooks?.thaw(rec);
     this.events.emit('container', 'kill', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1), signal: String(sig.number) });
   }
 
   async stop(ref: string, opts: { signal?: string; timeout?: number } = {}): Promise<void> {
     const rec = this.find(ref);
+    if (this.hooks?.cancelRestart(rec)) {
+      rec.berth.manuallyStopped = true;
+      await this.store.save(rec);
+      this.events.emit('container', 'stop', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
+      return;
+    }
     if (!rec.State.Running) throw notModified('container already stopped');
     const live = this.live.get(rec.Id);
     const sig = parseSignal(opts.signal || rec.Config.StopSignal || 'SIGTERM');
@@ -583,6 +611,7 @@ export class ContainerService {
     if (timedOut) {
       try {
         process.kill(pid, 9);
+        await this.hooks?.thaw(rec);
         this.events.emit('container', 'kill', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1), signal: '9' });
       } catch {
         // exited meanwhile
@@ -606,6 +635,11 @@ export class ContainerService {
   async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     const rec = this.find(ref);
     if (rec.State.Status === 'removing') throw conflict(`removal of container ${rec.Id} is already in progress`);
+    if (rec.State.Restarting) {
+      if (!opts.force) throw conflict(`cannot remove container "${rec.Name}": container is restarting: stop the container before removing or force remove`);
+      this.hooks?.cancelRestart(rec);
+    }
+    if (rec.State.Paused && !opts.force) throw conflict(`cannot remove container "${rec.Name}": container is paused and must be unpaused first`);
     if (rec.State.Running) {
       if (!opts.force) throw conflict(`cannot remove container "${rec.Name}": container is running: stop the container before removing or force remove`);
       const live = this.live.get(rec.Id);
@@ -615,6 +649,7 @@ export class ContainerService {
       } catch {
         // gone already
       }
+      await this.hooks?.thaw(rec);
       if (live) await live.exited;
       // An auto-remove container is removed by its exit handler.
       if (wasAuto && !this.store.get(rec.Id)) return;
@@ -635,6 +670,7 @@ export class ContainerService {
     await this.store.save(rec).catch(() => undefined);
     this.store.unlist(rec);
     this.live.delete(rec.Id);
+    this.hooks?.removed(rec);
     this.events.emit('container', 'destroy', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
     const ws = this.removedWaiters.get(rec.Id);
     this.removedWaiters.delete(rec.Id);
@@ -687,6 +723,7 @@ export class ContainerService {
 
   /** Stop watching monitors (berthd shutting down): containers keep running. */
   detachAll(): void {
+    this.hooks?.close();
     this.launcher.stop();
     for (const live of this.live.values()) live.conn?.close();
   }

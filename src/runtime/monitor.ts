@@ -19,6 +19,8 @@ export interface ExitInfo {
   exitCode: number;
   signal: number;
   finishedAt: string;
+  /** The kernel's OOM killer struck in the container's memory cgroup. */
+  oomKilled?: boolean;
 }
 
 export interface MonitorState {
