@@ -165,6 +165,8 @@ export function resolveSecurityOpts(opts: string[]): string[] {
 
 /** Add the resource, device, sysctl, init and health fields to a create body. */
 export function applyResourceFlags(f: Flags, body: Record<string, unknown>, hostConfig: Record<string, unknown>): void {
+  const rp = hostConfig.RestartPolicy as { Name?: string } | undefined;
+  if (hostConfig.AutoRemove === true && rp?.Name && rp.Name !== 'no') throw new CliError('conflicting options: cannot specify both --restart and --rm', 125);
   Object.assign(hostConfig, updateResourceFields(f));
   const swappiness = f.int('memory-swappiness');
   if (swappiness !== undefined && swappiness !== -1) hostConfig.MemorySwappiness = swappiness;

@@ -151,6 +151,10 @@ export class ContainerService {
     } catch {
       const exit = await this.readExitFile(rec.Id);
       await this.markExited(rec, exit ?? { exitCode: 255, signal: 0, finishedAt: new Date().toISOString() }, exit ? '' : 'container monitor was lost');
+      // A monitor that died without its cleanup leaves the runtime's state (and cgroup) and the root mount.
+      if (existsSync(join(this.runtimeRoot, rec.Id))) await runtimeDelete(this.cfg.runtimePath, this.runtimeRoot, rec.Id);
+      const rootfs = join(this.store.dir(rec.Id), 'rootfs');
+      if (isMounted(rootfs)) await umount(rootfs);
       if (rec.HostConfig.AutoRemove) await this.destroy(rec);
     }
   }
