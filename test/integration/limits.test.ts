@@ -155,7 +155,7 @@ for (const cli of ['berth', 'docker'] as const) {
     assert.equal(run(['ps', '-aq']).stdout.trim(), '', 'nothing was created');
   });
 
-  test(`${cli}: stats --no-stream and --format`, () => {
+  test(`${cli}: stats --no-stream, --format and the live view`, async () => {
     const name = `st-${cli}`;
     assert.equal(run(['run', '-d', '--name', name, '-m', '64m', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/tmp/f bs=1k count=512 2>/dev/null; sleep 300']).code, 0);
     const table = run(['stats', '--no-stream', name]);
@@ -167,6 +167,13 @@ for (const cli of ['berth', 'docker'] as const) {
     assert.match(f.stdout.trim(), new RegExp(`^${name}\\|[\\d.]+[KMG]?i?B / 64MiB\\|[12]$`));
     const usage = Number(/^[\d.]+/.exec(f.stdout.split('|')[1]!)![0]);
     assert.ok(usage > 0);
+    // The streaming view redraws the table until interrupted.
+    const live = d.spawn(cli, ['stats', '--format', 'table {{.Name}}\t{{.PIDs}}', name]);
+    let out = '';
+    live.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    await eventually('two redraws of the live table', () => out.split('NAME').length > 2);
+    live.kill('SIGINT');
+    assert.match(out, new RegExp(`NAME\\s+PIDS\n${name}\\s+[12]\n`));
     assert.equal(run(['rm', '-f', name]).code, 0);
   });
 
