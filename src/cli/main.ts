@@ -22,6 +22,9 @@ const LOADERS: Record<string, Loader> = {
   system: () => import('./commands/system.ts'),
   stats: () => import('./commands/stats.ts'),
   resources: () => import('./commands/resources.ts'),
+  cp: () => import('./commands/cp.ts'),
+  data: () => import('./commands/data.ts'),
+  events: () => import('./commands/events.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -33,14 +36,15 @@ const MODULES: Record<string, string> = {
   version: 'system', info: 'system',
   stats: 'stats', pause: 'resources', unpause: 'resources', update: 'resources',
   'container inspect': 'inspect', 'image inspect': 'inspect',
-  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
+  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
+  cp: 'cp', export: 'data', diff: 'data', 'system df': 'data', events: 'events',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune', stats: 'stats', pause: 'pause', unpause: 'unpause', update: 'update' },
+  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune', stats: 'stats', pause: 'pause', unpause: 'unpause', update: 'update' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
-  system: { info: 'info', prune: 'system prune' },
+  system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
 };
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -72,8 +76,9 @@ Management Commands:
   system      Manage berth
 
 Commands:
-  attach, create, history, import, kill, load, pause, rename, restart, rm,
-  rmi, save, start, stats, stop, tag, unpause, update, wait
+  attach, cp, create, diff, events, export, history, import, kill, load,
+  pause, rename, restart, rm, rmi, save, start, stats, stop, tag, unpause,
+  update, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)

@@ -9,6 +9,9 @@ import { EventBus } from './events.ts';
 import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
 import { ensureDir } from '../util/fsutil.ts';
+import { ArchiveService } from './archive.ts';
+import { DiskUsageService } from './df.ts';
+import { PruneService } from './prune.ts';
 
 /** All of berthd's services, wired together once. API handlers reach them through this. */
 export class Engine {
@@ -22,6 +25,9 @@ export class Engine {
   readonly extras: ContainerExtras;
   readonly images: ImageService;
   readonly system: SystemService;
+  readonly archive: ArchiveService;
+  readonly df: DiskUsageService;
+  readonly prune: PruneService;
 
   constructor(cfg: DaemonConfig) {
     this.cfg = cfg;
@@ -33,6 +39,10 @@ export class Engine {
     this.containers.hooks = this.extras;
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
+    this.archive = new ArchiveService(cfg, this.containers, this.layers, this.events);
+    this.df = new DiskUsageService(this.images, this.imageStore, this.layers, this.containers);
+    this.prune = new PruneService(this.containers, this.events);
+    this.events.enrich('container', containerLabels(this.containers));
   }
 
   async init(): Promise<void> {
@@ -43,5 +53,28 @@ export class Engine {
     await this.layers.init();
     await this.imageStore.init();
     await this.containers.init();
+    await this.archive.init();
   }
+}
+
+/**
+ * docker adds a container's labels to each of its events (the given
+ * attributes win for image and name). Labels are remembered so a destroy
+ * event, emitted once the record is gone, still carries them.
+ */
+function containerLabels(containers: ContainerService): (id: string, attrs: Record<string, string>) => Record<string, string> {
+  const known = new Map<string, Record<string, string>>();
+  return (id, attrs) => {
+    const rec = containers.store.get(id);
+    let labels = rec?.Config.Labels;
+    if (labels) known.set(id, labels);
+    else {
+      labels = known.get(id);
+      known.delete(id);
+    }
+    const out = { ...attrs, ...(labels ?? {}) };
+    if (attrs.image !== undefined) out.image = attrs.image;
+    if (attrs.name !== undefined) out.name = attrs.name;
+    return out;
+  };
 }
