@@ -171,8 +171,13 @@ for (const cli of ['berth', 'docker'] as const) {
     const live = d.spawn(cli, ['stats', '--format', 'table {{.Name}}\t{{.PIDs}}', name]);
     let out = '';
     live.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    await eventually('two redraws of the live table', () => out.split('NAME').length > 2);
-    live.kill('SIGINT');
+    const ended = new Promise((r) => live.once('exit', r));
+    try {
+      await eventually('two redraws of the live table', () => out.split('NAME').length > 2);
+    } finally {
+      live.kill('SIGKILL');
+      await ended;
+    }
     assert.match(out, new RegExp(`NAME\\s+PIDS\n${name}\\s+[12]\n`));
     assert.equal(run(['rm', '-f', name]).code, 0);
   });

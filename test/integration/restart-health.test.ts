@@ -94,6 +94,7 @@ for (const cli of ['berth', 'docker'] as const) {
     const name = `health-${cli}`;
     // The probe fails its first 12 runs, then passes: starting → unhealthy → healthy, whatever the machine's speed.
     const probe = 'n=$(cat /tmp/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tmp/n; [ $n -gt 12 ] && echo fine';
+    const since = Math.floor(Date.now() / 1000) - 1;
     const r = run(['run', '-d', '--name', name, '--health-cmd', probe, '--health-interval', '200ms', '--health-retries', '2', '--health-timeout', '5s', 'busybox', 'sleep', '300']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(state(name, '{{json .Config.Healthcheck}}')), { Test: ['CMD-SHELL', probe], Interval: 200_000_000, Timeout: 5_000_000_000, Retries: 2 });
@@ -108,6 +109,9 @@ for (const cli of ['berth', 'docker'] as const) {
     assert.equal(last.ExitCode, 0);
     assert.equal(last.Output, 'fine\n');
     assert.ok(Date.parse(last.End) >= Date.parse(last.Start));
+    const events = run(['events', '--since', String(since), '--until', String(Math.floor(Date.now() / 1000) + 1), '--filter', `container=${name}`, '--filter', 'event=health_status', '--format', '{{.Action}}']);
+    assert.equal(events.code, 0, events.stderr);
+    assert.deepEqual(events.stdout.trim().split('\n'), ['health_status: unhealthy', 'health_status: healthy']);
     assert.equal(run(['rm', '-f', name]).code, 0);
   });
 
