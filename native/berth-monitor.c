@@ -865,8 +865,21 @@ static int mount_overlay(char *err, size_t errcap)
 			buf_free(&o);
 			return -1;
 		}
-		int r = mount("overlay", target, "overlay", 0, o.p + o.off);
-		int saved = errno;
+		/* The previous run's overlay, detached lazily, lives on until the
+		 * last process of that run has finished exiting (a container's
+		 * orphans are killed asynchronously when its init dies). A new
+		 * mount over the same upper and work dirs can meanwhile fail with
+		 * ENOENT or EBUSY while the kernel tears the old one down: retry
+		 * for up to two seconds. */
+		int r, saved;
+		for (int attempt = 0;; attempt++) {
+			r = mount("overlay", target, "overlay", 0, o.p + o.off);
+			saved = errno;
+			if (r == 0 || (saved != ENOENT && saved != EBUSY) || attempt >= 100)
+				break;
+			struct timespec ts = {0, 20 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
 		if (cwd && chdir("/") < 0) {
 		}
 		buf_free(&o);
