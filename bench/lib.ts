@@ -76,10 +76,10 @@ export class BenchDockerd {
   get env(): NodeJS.ProcessEnv {
     return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'dc') };
   }
-  async start(): Promise<void> {
+  async start(extraArgs: string[] = []): Promise<void> {
     const exec = join(this.dir, 'exec');
     mkdirSync(exec, { recursive: true });
-    this.proc = spawn('dockerd', ['--data-root', join(this.dir, 'data'), '--exec-root', exec, '-H', `unix://${this.socket}`, '--pidfile', join(this.dir, 'docker.pid'), '--bridge', 'none', '--iptables=false', '--ip6tables=false'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.proc = spawn('dockerd', ['--data-root', join(this.dir, 'data'), '--exec-root', exec, '-H', `unix://${this.socket}`, '--pidfile', join(this.dir, 'docker.pid'), '--bridge', 'none', '--iptables=false', '--ip6tables=false', ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     this.proc.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
     try {

@@ -35,6 +35,8 @@ import { dirSize, ensureDir, removeTree } from '../util/fsutil.ts';
 import { newId, randomName } from '../util/ids.ts';
 import { log } from '../util/log.ts';
 import type { DaemonConfig } from '../daemon/config.ts';
+import { VolumeService } from '../volume/volume-service.ts';
+import { ContainerMounts, volumeUsers } from '../volume/container-mounts.ts';
 
 /** Where attached output goes: an API connection, framed or raw by the API layer. */
 export interface AttachSink {
@@ -84,7 +86,10 @@ export class ContainerService {
   private readonly layers: LayerStore;
   private readonly events: EventBus;
   private hostResolv = '';
-  private readonly launcher: MonitorLauncher;
+  /** Starts monitors; the exec service uses it too. */
+  readonly launcher: MonitorLauncher;
+  readonly volumes: VolumeService;
+  private readonly mounts: ContainerMounts;
   /** Restart policies, health checks, pause state: set by the engine (src/engine/container-hooks.ts). */
   hooks?: ContainerHooks;
 
@@ -95,6 +100,8 @@ export class ContainerService {
     this.events = events;
     this.store = new ContainerStore(cfg.dataRoot);
     this.launcher = new MonitorLauncher(join(cfg.nativeDir, 'berth-launcher'));
+    this.volumes = new VolumeService(cfg.dataRoot, events, (name) => volumeUsers(this.store.all(), name));
+    this.mounts = new ContainerMounts({ volumes: this.volumes, find: (ref) => this.store.find(ref), tmpRoot: join(cfg.dataRoot, 'tmp'), pinRoot: join(cfg.execRoot, 'subpaths'), emptyDir: () => this.emptyLower() });
   }
 
   private get monitorPath(): string {
@@ -113,8 +120,10 @@ export class ContainerService {
     await ensureDir(this.runtimeRoot, 0o700);
     await ensureDir(join(this.cfg.execRoot, 'containers'), 0o700);
     this.hostResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+    await this.volumes.store.init();
     const records = await this.store.init();
     for (const rec of records) await this.reconcile(rec);
+    await this.mounts.adopt(this.store.all());
     await this.hooks?.booted(this.store.all());
     // Monitor directories of containers that no longer exist.
     for (const id of await readdir(join(this.cfg.execRoot, 'containers'))) {
@@ -204,12 +213,15 @@ export class ContainerService {
     const dir = this.store.dir(id);
     const rec = buildRecord({ id, name: fullName, req, imageId: img.record.id, imageRef: req.Image, image: img.config, layers: chainIds(img.config.rootfs.diff_ids), dir });
     const warnings = this.validateHostConfig(rec);
+    const mountPlan = this.mounts.plan(rec);
     this.store.reserveName(fullName, id);
     try {
+      if (mountPlan.mounts.length) await this.mounts.apply(rec, mountPlan, rec.berth.layers.map((c) => this.layers.diffDir(c)).reverse());
       await this.store.add(rec);
       await Promise.all(['upper', 'work', 'rootfs'].map((d) => mkdir(join(dir, d), { mode: 0o755 })));
     } catch (err) {
       await this.store.remove(rec).catch(() => undefined);
+      await this.mounts.undo(mountPlan);
       throw err;
     }
     this.events.emit('container', 'create', id, { image: req.Image, name: fullName.slice(1) });
@@ -332,6 +344,7 @@ export class ContainerService {
       { destination: '/etc/hostname', type: 'bind', source: rec.HostnamePath, options: ['rbind', 'rprivate'] },
       { destination: '/etc/hosts', type: 'bind', source: rec.HostsPath, options: ['rbind', 'rprivate'] },
     ];
+    const userMounts = await this.mounts.ociMounts(rec);
     const spec = buildSpec({
       rootfs: join(dir, 'rootfs'),
       readonlyRootfs: hc.ReadonlyRootfs,
@@ -348,9 +361,10 @@ export class ContainerService {
       noNewPrivileges: (hc.SecurityOpt ?? []).some((o) => /^no-new-privileges(:true|=true)?$/.test(o)),
       namespaces: { ...net.ns, ipc: hc.IpcMode === 'host' ? 'host' : 'private', pid: hc.PidMode === 'host' ? 'host' : 'private', uts: hc.UTSMode === 'host' ? 'host' : 'private' },
       cgroupsPath: `${hc.CgroupParent || this.cfg.cgroupParent}/${rec.Id}`,
-      extraMounts: etcMounts,
+      extraMounts: [...etcMounts.filter((m) => !userMounts.destinations.has(m.destination)), ...userMounts.mounts],
       shmSize: hc.ShmSize ?? 64 * 1024 * 1024,
     });
+    if (userMounts.rootfsPropagation) spec.linux.rootfsPropagation = userMounts.rootfsPropagation;
     applySecurity(spec, rec, { find: (ref) => this.find(ref), capabilities: caps, initPath: this.cfg.initPath });
     const warm = this.takeWarm(rec.Id);
     await writeFile(join(xdir, 'config.json'), JSON.stringify(spec));
@@ -443,6 +457,7 @@ export class ContainerService {
     const code = /executable file not found|no such file or directory/i.test(msg) ? 127 : /permission denied/i.test(msg) ? 126 : 128;
     rec.State = { ...rec.State, Status: rec.State.Status === 'running' ? 'exited' : rec.State.Status, Running: false, Pid: 0, ExitCode: code, Error: msg };
     await this.store.save(rec);
+    await this.mounts.release(rec);
     this.events.emit('container', 'die', rec.Id, { exitCode: String(code), image: rec.Config.Image, name: rec.Name.slice(1) });
     if (rec.HostConfig.AutoRemove) await this.remove(rec.Id, { force: true }).catch(() => undefined);
     else this.notifyExit(rec.Id, code);
@@ -500,6 +515,7 @@ export class ContainerService {
       }
       // An auto-remove container's next write is its removal; one write saves a step of `run --rm`.
       await this.markExited(rec, exit, '', !rec.HostConfig.AutoRemove);
+      await this.mounts.release(rec);
       this.live.delete(rec.Id);
       for (const s of live.sinks) s.end();
       live.sinks.clear();
@@ -594,6 +610,11 @@ export class ContainerService {
       },
       detach: () => {
         l.sinks.delete(sink);
+        // A StdinOnce client that went away (even without a half-close) ends stdin, as docker does.
+        if (stdinOpen && rec.Config.StdinOnce && !rec.Config.Tty) {
+          if (l.conn) l.conn.closeStdin();
+          else l.pendingStdinClose = true;
+        }
         if (l.conn) l.conn.subscribe([...l.sinks].some((s) => s.stdout), [...l.sinks].some((s) => s.stderr));
         else if (l.sinks.size === 0 && !l.starting && !rec.State.Running) this.live.delete(rec.Id);
       },
@@ -701,7 +722,7 @@ export class ContainerService {
     if (!this.store.get(rec.Id)) return;
     // An explicit removal answers once the files are gone too, as docker's
     // does (cgroup, mount, runtime state); auto-removal does not wait.
-    const { purged } = await this.destroy(rec);
+    const { purged } = await this.destroy(rec, opts.volumes);
     await purged;
   }
 
@@ -711,11 +732,13 @@ export class ContainerService {
    * monitor has released the runtime state and the mount. The record is
    * saved as `removing` first, so a restart finishes the job.
    */
-  private async destroy(rec: ContainerRecord): Promise<{ purged: Promise<void> }> {
+  private async destroy(rec: ContainerRecord, removeVolumes = false): Promise<{ purged: Promise<void> }> {
     if (!this.store.get(rec.Id)) return { purged: Promise.resolve() };
     rec.State.Status = 'removing';
     await this.store.save(rec).catch(() => undefined);
     this.store.unlist(rec);
+    // `rm -v` and `--rm` take the container's anonymous volumes with it.
+    await this.mounts.removed(rec, removeVolumes || rec.HostConfig.AutoRemove).catch((err: unknown) => log.error('releasing container volumes failed', { id: rec.Id, error: errorMessage(err) }));
     this.live.delete(rec.Id);
     this.hooks?.removed(rec);
     this.events.emit('container', 'destroy', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });

@@ -8,7 +8,10 @@ import { ContainerExtras } from './container-hooks.ts';
 import { EventBus } from './events.ts';
 import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
+import { ExecService } from './exec.ts';
 import { ensureDir } from '../util/fsutil.ts';
+import { BuildService } from '../build/service.ts';
+import { DistributionService } from '../distribution/service.ts';
 import { ArchiveService } from './archive.ts';
 import { DiskUsageService } from './df.ts';
 import { PruneService } from './prune.ts';
@@ -25,6 +28,9 @@ export class Engine {
   readonly extras: ContainerExtras;
   readonly images: ImageService;
   readonly system: SystemService;
+  readonly builder: BuildService;
+  readonly distribution: DistributionService;
+  readonly execs: ExecService;
   readonly archive: ArchiveService;
   readonly df: DiskUsageService;
   readonly prune: PruneService;
@@ -39,8 +45,12 @@ export class Engine {
     this.containers.hooks = this.extras;
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
+    this.builder = new BuildService(this);
+    this.distribution = new DistributionService(cfg, this.images, this.imageStore, this.content, this.layers);
+    this.execs = new ExecService(cfg, this.containers, this.events);
     this.archive = new ArchiveService(cfg, this.containers, this.layers, this.events);
     this.df = new DiskUsageService(this.images, this.imageStore, this.layers, this.containers);
+    this.df.volumes = async () => (await this.containers.volumes.diskUsage()).Volumes;
     this.prune = new PruneService(this.containers, this.events);
     this.events.enrich('container', containerLabels(this.containers));
   }
@@ -53,6 +63,8 @@ export class Engine {
     await this.layers.init();
     await this.imageStore.init();
     await this.containers.init();
+    await this.builder.init();
+    await this.execs.init();
     await this.archive.init();
   }
 }
