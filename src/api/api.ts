@@ -3,6 +3,7 @@ import type { Engine } from '../engine/engine.ts';
 import { systemRoutes } from './routes/system.ts';
 import { containerRoutes } from './routes/containers.ts';
 import { imageRoutes } from './routes/images.ts';
+import { containerExtraRoutes } from './routes/container-extras.ts';
 import { buildRoutes } from './routes/build.ts';
 import { distributionRoutes } from './routes/distribution.ts';
 import { execRoutes } from './routes/exec.ts';
@@ -16,6 +17,7 @@ export function buildRouter(engine: Engine): Router {
   const r = new Router();
   systemRoutes(r, engine);
   containerRoutes(r, engine);
+  containerExtraRoutes(r, engine);
   distributionRoutes(r, engine);
   imageRoutes(r, engine);
   buildRoutes(r, engine);

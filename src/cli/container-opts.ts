@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { FlagSpec, Flags } from './flags.ts';
 import { CliError } from './command.ts';
+import { RESOURCE_FLAGS, applyResourceFlags } from './resource-opts.ts';
 import { MOUNT_FLAGS, applyMountFlags } from './mount-opts.ts';
 
 export const CONTAINER_FLAGS: FlagSpec[] = [
@@ -47,6 +48,7 @@ export const CONTAINER_FLAGS: FlagSpec[] = [
   { name: 'cidfile', type: 'string', description: 'Write the container ID to the file' },
   { name: 'log-driver', type: 'string', description: 'Logging driver for the container' },
   { name: 'log-opt', type: 'list', description: 'Log driver options' },
+  ...RESOURCE_FLAGS,
   ...MOUNT_FLAGS,
 ];
 
@@ -172,6 +174,7 @@ export function buildCreateBody(f: Flags, image: string, cmd: string[], detach: 
     ...(stopTimeout !== undefined ? { StopTimeout: stopTimeout } : {}),
     HostConfig: hostConfig,
   };
+  applyResourceFlags(f, body, hostConfig);
   applyMountFlags(f, body, hostConfig);
   return { body, name: f.str('name'), platform: f.str('platform') };
 }

@@ -20,6 +20,8 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  stats: () => import('./commands/stats.ts'),
+  resources: () => import('./commands/resources.ts'),
   build: () => import('./commands/build.ts'),
   commit: () => import('./commands/commit.ts'),
   registry: () => import('./commands/registry.ts'),
@@ -39,6 +41,7 @@ const MODULES: Record<string, string> = {
   ps: 'ps', logs: 'logs', inspect: 'inspect',
   images: 'images', rmi: 'images', tag: 'images', history: 'images', import: 'images', load: 'images', save: 'images',
   version: 'system', info: 'system',
+  stats: 'stats', pause: 'resources', unpause: 'resources', update: 'resources',
   exec: 'exec', top: 'top',
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
@@ -52,7 +55,7 @@ const MODULES: Record<string, string> = {
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
   builder: { build: 'build', prune: 'builder prune' },
-  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', exec: 'exec', top: 'top', logs: 'logs', inspect: 'container inspect', prune: 'container prune', commit: 'commit' },
+  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', exec: 'exec', top: 'top', logs: 'logs', inspect: 'container inspect', prune: 'container prune', commit: 'commit', stats: 'stats', pause: 'pause', unpause: 'unpause', update: 'update' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune', pull: 'pull', push: 'push', build: 'build' },
   system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
   volume: { create: 'volume create', ls: 'volume ls', list: 'volume ls', inspect: 'volume inspect', rm: 'volume rm', remove: 'volume rm', prune: 'volume prune' },
@@ -95,8 +98,8 @@ Management Commands:
 
 Commands:
   attach, build, commit, cp, create, diff, events, export, history,
-  import, kill, load, login, logout, pull, push, rename, restart, rm,
-  rmi, save, start, stop, tag, top, wait
+  import, kill, load, login, logout, pause, pull, push, rename, restart,
+  rm, rmi, save, start, stats, stop, tag, top, unpause, update, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)

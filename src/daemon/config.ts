@@ -17,6 +17,8 @@ export interface DaemonConfig {
   bridge?: string;
   bip?: string;
   debug: boolean;
+  /** Binary mounted as /sbin/docker-init for --init (default: tini-static or catatonit, found on the host). */
+  initPath?: string;
 }
 
 export function defaultConfig(nativeDir: string): DaemonConfig {
@@ -52,6 +54,7 @@ Options:
   -l, --log-level string           Set the logging level ("debug"|"info"|"warn"|"error"|"fatal") (default "info")
       --registry-mirror list       Preferred registry mirror
       --runtime string             OCI runtime: runc or crun (default "runc")
+      --init-path string           Path to the docker-init binary
   -h, --help                       Print usage
 `;
 
@@ -68,6 +71,7 @@ const FILE_KEYS: Record<string, string> = {
   bridge: 'bridge',
   bip: 'bip',
   debug: 'debug',
+  'init-path': 'init-path',
 };
 
 function apply(cfg: DaemonConfig, key: string, value: string | boolean, fromFile: boolean): void {
@@ -87,6 +91,7 @@ function apply(cfg: DaemonConfig, key: string, value: string | boolean, fromFile
     case 'cgroup-parent': cfg.cgroupParent = str; break;
     case 'bridge': cfg.bridge = str; break;
     case 'bip': cfg.bip = str; break;
+    case 'init-path': cfg.initPath = str; break;
     case 'debug': cfg.debug = value === true || str === 'true'; if (cfg.debug) cfg.logLevel = 'debug'; break;
     default: throw invalid(fromFile ? `unknown configuration key in config file: ${key}` : `unknown flag: --${key}`);
   }

@@ -4,6 +4,7 @@ import { ContentStore } from '../image/content-store.ts';
 import { LayerStore } from '../image/layer-store.ts';
 import { ImageStore } from '../image/image-store.ts';
 import { ContainerService } from './containers.ts';
+import { ContainerExtras } from './container-hooks.ts';
 import { EventBus } from './events.ts';
 import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
@@ -23,6 +24,8 @@ export class Engine {
   readonly layers: LayerStore;
   readonly imageStore: ImageStore;
   readonly containers: ContainerService;
+  /** Restart policies, health checks, pause/unpause, update, stats. */
+  readonly extras: ContainerExtras;
   readonly images: ImageService;
   readonly system: SystemService;
   readonly builder: BuildService;
@@ -38,6 +41,8 @@ export class Engine {
     this.layers = new LayerStore(cfg.dataRoot);
     this.imageStore = new ImageStore(cfg.dataRoot, this.content, this.layers);
     this.containers = new ContainerService(cfg, this.imageStore, this.layers, this.events);
+    this.extras = new ContainerExtras(cfg, this.containers, this.events);
+    this.containers.hooks = this.extras;
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
     this.builder = new BuildService(this);
