@@ -5,7 +5,6 @@ import type { Flags } from '../flags.ts';
 import { ApiError } from '../client.ts';
 import { CONTAINER_FLAGS, RUN_ONLY_FLAGS, buildCreateBody } from '../container-opts.ts';
 import { openAttach, pumpAttach } from '../attach.ts';
-import { pullImage } from '../pull.ts';
 import { checkDetachKeysFlag } from '../tty.ts';
 
 async function createContainer(ctx: CliContext, f: Flags, args: string[], detach: boolean): Promise<string> {
@@ -14,6 +13,8 @@ async function createContainer(ctx: CliContext, f: Flags, args: string[], detach
   const query = { name, platform };
   const pullMode = f.str('pull') ?? 'missing';
   if (!['always', 'missing', 'never'].includes(pullMode)) throw new CliError(`invalid pull option: '${pullMode}': must be one of "always", "missing" or "never"`, 125);
+  // The pull machinery (credentials, progress drawing) loads only when a pull happens.
+  const pullImage = async (...a: Parameters<typeof import('../pull.ts').pullImage>) => (await import('../pull.ts')).pullImage(...a);
   if (pullMode === 'always') await pullImage(ctx, image!, { quiet: f.bool('quiet'), platform, out: ctx.err });
   let res: { Id: string; Warnings?: string[] };
   try {
