@@ -3,6 +3,7 @@ import type { Engine } from '../engine/engine.ts';
 import { systemRoutes } from './routes/system.ts';
 import { containerRoutes } from './routes/containers.ts';
 import { imageRoutes } from './routes/images.ts';
+import { networkRoutes } from './routes/networks.ts';
 
 /** Every Engine API route berthd serves. */
 export function buildRouter(engine: Engine): Router {
@@ -10,5 +11,6 @@ export function buildRouter(engine: Engine): Router {
   systemRoutes(r, engine);
   containerRoutes(r, engine);
   imageRoutes(r, engine);
+  networkRoutes(r, engine);
   return r;
 }

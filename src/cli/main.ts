@@ -20,6 +20,7 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  network: () => import('./commands/network.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -31,13 +32,17 @@ const MODULES: Record<string, string> = {
   version: 'system', info: 'system',
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
+  port: 'network',
+  'network create': 'network', 'network ls': 'network', 'network inspect': 'network', 'network rm': 'network',
+  'network prune': 'network', 'network connect': 'network', 'network disconnect': 'network',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune' },
+  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune', port: 'port' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
   system: { info: 'info', prune: 'system prune' },
+  network: { create: 'network create', ls: 'network ls', list: 'network ls', inspect: 'network inspect', rm: 'network rm', remove: 'network rm', prune: 'network prune', connect: 'network connect', disconnect: 'network disconnect' },
 };
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -66,11 +71,12 @@ Common Commands:
 Management Commands:
   container   Manage containers
   image       Manage images
+  network     Manage networks
   system      Manage berth
 
 Commands:
-  attach, create, history, import, kill, load, rename, restart, rm, rmi,
-  save, start, stop, tag, wait
+  attach, create, history, import, kill, load, port, rename, restart, rm,
+  rmi, save, start, stop, tag, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)

@@ -8,6 +8,7 @@ import { EventBus } from './events.ts';
 import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
 import { ensureDir } from '../util/fsutil.ts';
+import { NetworkService } from '../network/networks.ts';
 
 /** All of berthd's services, wired together once. API handlers reach them through this. */
 export class Engine {
@@ -19,6 +20,7 @@ export class Engine {
   readonly containers: ContainerService;
   readonly images: ImageService;
   readonly system: SystemService;
+  readonly networks: NetworkService;
 
   constructor(cfg: DaemonConfig) {
     this.cfg = cfg;
@@ -28,6 +30,10 @@ export class Engine {
     this.containers = new ContainerService(cfg, this.imageStore, this.layers, this.events);
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
+    this.networks = new NetworkService(cfg, this.events);
+    this.containers.network = this.networks;
+    const cs = this.containers;
+    this.networks.containers = { find: (ref) => cs.store.find(ref), list: () => cs.list(), save: (rec) => cs.store.save(rec) };
   }
 
   async init(): Promise<void> {
@@ -37,6 +43,7 @@ export class Engine {
     await this.content.init();
     await this.layers.init();
     await this.imageStore.init();
+    await this.networks.init();
     await this.containers.init();
   }
 }
