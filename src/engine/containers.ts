@@ -206,7 +206,7 @@ export class ContainerService {
     const mode = hc.NetworkMode;
     if (mode.startsWith('container:')) {
       const target = this.store.find(mode.slice(10));
-      if (!target) throw new BerthError('NotFound', `No such container: ${mode.slice(10)}`);
+      if (!target) throw invalid(`No such container: ${mode.slice(10)}`); // 400: a 404 from create reads as a missing image
     }
   }
 

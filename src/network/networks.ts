@@ -538,7 +538,8 @@ export class NetworkService {
     }
     for (const [ref, ep] of requests) {
       const n = this.store.find(ref);
-      if (!n) throw notFound(`network ${ref} not found`);
+      // 400 rather than 404: clients read a 404 from create as a missing image and try to pull.
+      if (!n) throw invalid(`network ${ref} not found`);
       nets[n.Name] = this.endpointSettings(n, ep, rec);
     }
     portRequests(hc.PortBindings, rec.Config.ExposedPorts, !!hc.PublishAllPorts);
