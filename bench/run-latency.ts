@@ -38,7 +38,7 @@ try {
     if (dockerd) samples.dockerEngine!.push(timeMs('docker', args, dockerd.env));
   }
 } finally {
-  berth.stop();
+  await berth.stop();
   floor.cleanup();
   await dockerd?.stop();
 }
