@@ -11,10 +11,14 @@ import { createHash } from 'node:crypto';
 export const ROOT = resolve(import.meta.dirname, '..');
 export const BUSYBOX_TAR = join(ROOT, '.cache', 'busybox.tar');
 
-export function timeMs(cmd: string, args: string[], env?: NodeJS.ProcessEnv): number {
+/** A command that did not finish within its time limit (it was killed). */
+export class Hung extends Error {}
+
+export function timeMs(cmd: string, args: string[], env?: NodeJS.ProcessEnv, limitMs = 60_000): number {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: limitMs, killSignal: 'SIGKILL' });
   const t = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.signal === 'SIGKILL' && t >= limitMs) throw new Hung(`${cmd} ${args.join(' ')} did not finish in ${limitMs} ms`);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr?.toString()}`);
   return t;
 }
@@ -118,8 +122,8 @@ export class BenchDockerd {
     if (r.status !== 0) throw new Error(`docker import failed: ${r.stderr}`);
   }
   async stop(): Promise<void> {
-    const ids = spawnSync('docker', ['ps', '-aq'], { env: this.env, encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
-    if (ids.length) spawnSync('docker', ['rm', '-f', ...ids], { env: this.env });
+    const ids = (spawnSync('docker', ['ps', '-aq'], { env: this.env, encoding: 'utf8', timeout: 30_000 }).stdout ?? '').split('\n').filter(Boolean);
+    if (ids.length) spawnSync('docker', ['rm', '-f', ...ids], { env: this.env, timeout: 30_000, killSignal: 'SIGKILL' });
     const p = this.proc;
     if (p && p.exitCode === null) {
       const exited = new Promise((r) => p.once('exit', r));
@@ -127,6 +131,8 @@ export class BenchDockerd {
       await Promise.race([exited, new Promise((r) => setTimeout(r, 15000))]);
       if (p.exitCode === null) p.kill('SIGKILL');
     }
+    // A shim whose container never reported its exit would outlive dockerd.
+    spawnSync('pkill', ['-9', '-f', `containerd-shim.*${this.dir}`]);
     for (const m of readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(this.dir)).reverse()) spawnSync('umount', ['-l', m]);
     if (this.network) {
       removeAddedRules(this.iptablesBefore);

@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 # Debian packages, one list per concern under scripts/apt.d (comments with #).
-mapfile -t APT_PACKAGES < <(sed 's/#.*//' scripts/apt.d/*.txt | tr -s ' \t' '\n\n' | grep -v '^$' | sort -u)
+# `--bench` adds what only the benchmarks need (Docker Engine to compare with).
+lists=(scripts/apt.d/*.txt)
+[ "${1:-}" = "--bench" ] && lists+=(bench/apt.txt)
+mapfile -t APT_PACKAGES < <(sed 's/#.*//' "${lists[@]}" | tr -s ' \t' '\n\n' | grep -v '^$' | sort -u)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

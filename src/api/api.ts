@@ -4,6 +4,9 @@ import { systemRoutes } from './routes/system.ts';
 import { containerRoutes } from './routes/containers.ts';
 import { imageRoutes } from './routes/images.ts';
 import { networkRoutes } from './routes/networks.ts';
+import { archiveRoutes } from './routes/archive.ts';
+import { eventRoutes } from './routes/events.ts';
+import { dataRoutes, fallbackPruneRoutes } from './routes/data.ts';
 
 /** Every Engine API route berthd serves. */
 export function buildRouter(engine: Engine): Router {
@@ -12,5 +15,10 @@ export function buildRouter(engine: Engine): Router {
   containerRoutes(r, engine);
   imageRoutes(r, engine);
   networkRoutes(r, engine);
+  archiveRoutes(r, engine);
+  eventRoutes(r, engine);
+  dataRoutes(r, engine);
+  // Last: they answer only for what no other module serves.
+  fallbackPruneRoutes(r);
   return r;
 }

@@ -21,6 +21,9 @@ const LOADERS: Record<string, Loader> = {
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
   network: () => import('./commands/network.ts'),
+  cp: () => import('./commands/cp.ts'),
+  data: () => import('./commands/data.ts'),
+  events: () => import('./commands/events.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -31,7 +34,8 @@ const MODULES: Record<string, string> = {
   images: 'images', rmi: 'images', tag: 'images', history: 'images', import: 'images', load: 'images', save: 'images',
   version: 'system', info: 'system',
   'container inspect': 'inspect', 'image inspect': 'inspect',
-  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'system',
+  'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
+  cp: 'cp', export: 'data', diff: 'data', 'system df': 'data', events: 'events',
   port: 'network',
   'network create': 'network', 'network ls': 'network', 'network inspect': 'network', 'network rm': 'network',
   'network prune': 'network', 'network connect': 'network', 'network disconnect': 'network',
@@ -39,9 +43,9 @@ const MODULES: Record<string, string> = {
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune', port: 'port' },
+  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune', port: 'port' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
-  system: { info: 'info', prune: 'system prune' },
+  system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
   network: { create: 'network create', ls: 'network ls', list: 'network ls', inspect: 'network inspect', rm: 'network rm', remove: 'network rm', prune: 'network prune', connect: 'network connect', disconnect: 'network disconnect' },
 };
 
@@ -75,8 +79,8 @@ Management Commands:
   system      Manage berth
 
 Commands:
-  attach, create, history, import, kill, load, port, rename, restart, rm,
-  rmi, save, start, stop, tag, wait
+  attach, cp, create, diff, events, export, history, import, kill, load,
+  port, rename, restart, rm, rmi, save, start, stop, tag, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)

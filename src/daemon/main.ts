@@ -8,6 +8,7 @@ import { buildRouter } from '../api/api.ts';
 import { listen } from '../api/server.ts';
 import { log, setLogLevel } from '../util/log.ts';
 import { errorMessage } from '../util/errors.ts';
+import { checkRuntime } from '../runtime/runtime-check.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The checkout root: this file is src/daemon/main.ts, or dist/src/daemon/main.js once built. */
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
   const cfg = parsed;
   setLogLevel(cfg.logLevel);
   if (process.getuid?.() !== 0) throw new Error('berthd needs to be started with root privileges');
+  checkRuntime(cfg.runtime, cfg.runtimePath);
   await mkdir(cfg.execRoot, { recursive: true, mode: 0o700 });
   const pidFile = join(cfg.execRoot, 'berthd.pid');
   await takePidFile(pidFile);

@@ -27,7 +27,7 @@ import { MonitorLauncher } from '../runtime/launcher.ts';
 import { computeCapabilities } from '../runtime/capabilities.ts';
 import { parseSignal } from '../util/signals.ts';
 import { conflict, invalid, notModified, BerthError, errorMessage } from '../util/errors.ts';
-import { ensureDir, removeTree } from '../util/fsutil.ts';
+import { dirSize, ensureDir, removeTree } from '../util/fsutil.ts';
 import { newId, randomName } from '../util/ids.ts';
 import { log } from '../util/log.ts';
 import type { DaemonConfig } from '../daemon/config.ts';
@@ -73,6 +73,8 @@ export class ContainerService {
   /** Containers whose monitor is still releasing runtime state and mounts after the exit. */
   private readonly cleaning = new Map<string, Promise<void>>();
   private readonly purging = new Set<Promise<unknown>>();
+  /** Filesystem work (cp, export) on containers that are not running; see claimFilesystem. */
+  private readonly fsHolds = new Map<string, Set<Promise<void>>>();
   private readonly exitWaiters = new Map<string, Array<(code: number) => void>>();
   private readonly cfg: DaemonConfig;
   private readonly images: ImageStore;
@@ -169,6 +171,12 @@ export class ContainerService {
     return this.store.all();
   }
 
+  /** docker's SizeRw (the container's own writes) and SizeRootFs (those plus the image). */
+  async sizes(rec: ContainerRecord): Promise<{ SizeRw: number; SizeRootFs: number }> {
+    const [rw, image] = await Promise.all([dirSize(join(this.store.dir(rec.Id), 'upper')), this.images.size(rec.Image).catch(() => 0)]);
+    return { SizeRw: rw, SizeRootFs: rw + image };
+  }
+
   find(ref: string): ContainerRecord {
     return this.store.mustFind(ref);
   }
@@ -220,9 +228,38 @@ export class ContainerService {
     if (existing?.conn) throw notModified('container already started');
     const live = existing ?? this.newLive();
     this.live.set(rec.Id, live);
-    const previous = this.cleaning.get(rec.Id);
+    const previous = this.startGate(rec.Id);
     live.starting = (previous ? previous.then(() => this.doStart(rec, live)) : this.doStart(rec, live)).finally(() => { live.starting = undefined; });
     return live.starting;
+  }
+
+  /** What a start must wait for: the last run's cleanup and filesystem work on the stopped container. */
+  private startGate(id: string): Promise<unknown> | undefined {
+    const waits = [this.cleaning.get(id), ...(this.fsHolds.get(id) ?? [])].filter((p) => p !== undefined);
+    return waits.length ? Promise.all(waits) : undefined;
+  }
+
+  /**
+   * Claims a container's filesystem for cp, export or diff: `running` while
+   * its monitor's mount serves it; otherwise a hold that start and removal
+   * wait for until `release` (archive.ts mounts the overlay meanwhile).
+   */
+  async claimFilesystem(ref: string): Promise<{ rec: ContainerRecord; running: boolean; release: () => void }> {
+    const rec = this.find(ref);
+    const starting = this.live.get(rec.Id)?.starting;
+    if (starting) await starting.catch(() => undefined);
+    if (!this.store.get(rec.Id)) throw new BerthError('NotFound', `No such container: ${ref}`);
+    if (rec.State.Running) return { rec, running: true, release: () => undefined };
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    const holds = this.fsHolds.get(rec.Id) ?? new Set<Promise<void>>();
+    holds.add(held);
+    this.fsHolds.set(rec.Id, holds);
+    void held.then(() => {
+      holds.delete(held);
+      if (holds.size === 0 && this.fsHolds.get(rec.Id) === holds) this.fsHolds.delete(rec.Id);
+    });
+    return { rec, running: false, release };
   }
 
   /** Namespace, hostname, /etc/hosts and resolv.conf that the network mode decides. */
@@ -442,7 +479,8 @@ export class ContainerService {
       for (const s of live.sinks) s.end();
       live.sinks.clear();
       live.resolveExit(exit);
-      this.events.emit('container', 'die', rec.Id, { exitCode: String(exit.exitCode), image: rec.Config.Image, name: rec.Name.slice(1) });
+      const ran = Math.max(0, Math.floor((Date.parse(exit.finishedAt) - Date.parse(rec.State.StartedAt)) / 1000));
+      this.events.emit('container', 'die', rec.Id, { execDuration: String(Number.isFinite(ran) ? ran : 0), exitCode: String(exit.exitCode), image: rec.Config.Image, name: rec.Name.slice(1) });
       if (rec.HostConfig.AutoRemove) {
         await this.destroy(rec);
       }
@@ -505,6 +543,7 @@ export class ContainerService {
       sink.end();
       return { stdin: () => undefined, closeStdin: () => undefined, detach: () => undefined };
     }
+    this.events.emit('container', 'attach', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
     let live = this.live.get(rec.Id);
     if (!live) {
       if (rec.State.Running) throw conflict(`container ${rec.Id} is running but its monitor is not connected`);
@@ -540,6 +579,7 @@ export class ContainerService {
     if (!rec.State.Running || !live?.conn) throw conflict(`Container ${rec.Id} is not running`);
     if (!Number.isInteger(h) || !Number.isInteger(w) || h < 0 || w < 0) throw invalid('invalid terminal size');
     live.conn.resize(h, w);
+    this.events.emit('container', 'resize', rec.Id, { height: String(h), width: String(w), image: rec.Config.Image, name: rec.Name.slice(1) });
   }
 
   // ---------------------------------------------------------------- signals
@@ -613,7 +653,10 @@ export class ContainerService {
       if (wasAuto && !this.store.get(rec.Id)) return;
     }
     if (!this.store.get(rec.Id)) return;
-    await this.destroy(rec);
+    // An explicit removal answers once the files are gone too, as docker's
+    // does (cgroup, mount, runtime state); auto-removal does not wait.
+    const { purged } = await this.destroy(rec);
+    await purged;
   }
 
   /**
@@ -622,8 +665,8 @@ export class ContainerService {
    * monitor has released the runtime state and the mount. The record is
    * saved as `removing` first, so a restart finishes the job.
    */
-  private async destroy(rec: ContainerRecord): Promise<void> {
-    if (!this.store.get(rec.Id)) return;
+  private async destroy(rec: ContainerRecord): Promise<{ purged: Promise<void> }> {
+    if (!this.store.get(rec.Id)) return { purged: Promise.resolve() };
     rec.State.Status = 'removing';
     await this.store.save(rec).catch(() => undefined);
     this.store.unlist(rec);
@@ -635,10 +678,12 @@ export class ContainerService {
     const purge = this.purge(rec).catch((err) => log.error('removing container files failed', { id: rec.Id, error: errorMessage(err) }));
     this.purging.add(purge);
     void purge.finally(() => this.purging.delete(purge));
+    return { purged: purge };
   }
 
   private async purge(rec: ContainerRecord): Promise<void> {
     await this.cleaning.get(rec.Id);
+    await Promise.all([...(this.fsHolds.get(rec.Id) ?? [])]);
     if (!rec.State.Running) await this.coolDown(rec.Id);
     // A monitor killed before its cleanup leaves the runtime's state behind.
     if (existsSync(join(this.runtimeRoot, rec.Id))) await runtimeDelete(this.cfg.runtimePath, this.runtimeRoot, rec.Id);

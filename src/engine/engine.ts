@@ -9,6 +9,9 @@ import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
 import { ensureDir } from '../util/fsutil.ts';
 import { NetworkService } from '../network/networks.ts';
+import { ArchiveService } from './archive.ts';
+import { DiskUsageService } from './df.ts';
+import { PruneService } from './prune.ts';
 
 /** All of berthd's services, wired together once. API handlers reach them through this. */
 export class Engine {
@@ -21,6 +24,9 @@ export class Engine {
   readonly images: ImageService;
   readonly system: SystemService;
   readonly networks: NetworkService;
+  readonly archive: ArchiveService;
+  readonly df: DiskUsageService;
+  readonly prune: PruneService;
 
   constructor(cfg: DaemonConfig) {
     this.cfg = cfg;
@@ -34,6 +40,10 @@ export class Engine {
     this.containers.network = this.networks;
     const cs = this.containers;
     this.networks.containers = { find: (ref) => cs.store.find(ref), list: () => cs.list(), save: (rec) => cs.store.save(rec) };
+    this.archive = new ArchiveService(cfg, this.containers, this.layers, this.events);
+    this.df = new DiskUsageService(this.images, this.imageStore, this.layers, this.containers);
+    this.prune = new PruneService(this.containers, this.events);
+    this.events.enrich('container', containerLabels(this.containers));
   }
 
   async init(): Promise<void> {
@@ -45,5 +55,28 @@ export class Engine {
     await this.imageStore.init();
     await this.networks.init();
     await this.containers.init();
+    await this.archive.init();
   }
+}
+
+/**
+ * docker adds a container's labels to each of its events (the given
+ * attributes win for image and name). Labels are remembered so a destroy
+ * event, emitted once the record is gone, still carries them.
+ */
+function containerLabels(containers: ContainerService): (id: string, attrs: Record<string, string>) => Record<string, string> {
+  const known = new Map<string, Record<string, string>>();
+  return (id, attrs) => {
+    const rec = containers.store.get(id);
+    let labels = rec?.Config.Labels;
+    if (labels) known.set(id, labels);
+    else {
+      labels = known.get(id);
+      known.delete(id);
+    }
+    const out = { ...attrs, ...(labels ?? {}) };
+    if (attrs.image !== undefined) out.image = attrs.image;
+    if (attrs.name !== undefined) out.name = attrs.name;
+    return out;
+  };
 }

@@ -1128,7 +1128,15 @@ export class ImageService {
       if (!img) throw noSuchImage(name);
       add(img.record.id, ref.digest ? undefined : withDefaultTag(ref));
     }
-    return this.saveStream(selected);
+    // docker reports each saved image once the archive is complete.
+    const stream = this.saveStream(selected);
+    const emitSaved = (): void => {
+      for (const id of selected.keys()) this.emit('save', id, id);
+    };
+    return (async function* () {
+      yield* stream;
+      emitSaved();
+    })();
   }
 
   /** Makes sure the content store holds the layer's uncompressed tar under its diff ID. */

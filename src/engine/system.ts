@@ -96,11 +96,7 @@ export class SystemService {
       OSType: 'linux',
       Architecture: arch() === 'x64' ? 'x86_64' : arch(),
       IndexServerAddress: 'https://index.docker.io/v1/',
-      RegistryConfig: {
-        InsecureRegistryCIDRs: ['127.0.0.0/8'],
-        IndexConfigs: {},
-        Mirrors: this.cfg.registryMirrors,
-      },
+      RegistryConfig: registryConfig(this.cfg),
       NCPU: cpus().length,
       MemTotal: totalmem(),
       DockerRootDir: this.cfg.dataRoot,
@@ -117,4 +113,16 @@ export class SystemService {
       Warnings: [],
     };
   }
+}
+
+/** docker's RegistryConfig: CIDR entries of --insecure-registry are ranges, others are registry names. */
+function registryConfig(cfg: DaemonConfig) {
+  const cidrs = ['127.0.0.0/8', ...cfg.insecureRegistries.filter((r) => /^[0-9.]+\/\d+$|^[0-9a-f:]+\/\d+$/i.test(r))];
+  const indexConfigs: Record<string, { Name: string; Mirrors: string[]; Secure: boolean; Official: boolean }> = {
+    'docker.io': { Name: 'docker.io', Mirrors: cfg.registryMirrors.map((m) => `${m}/`), Secure: true, Official: true },
+  };
+  for (const r of cfg.insecureRegistries) {
+    if (!cidrs.includes(r)) indexConfigs[r] = { Name: r, Mirrors: [], Secure: false, Official: false };
+  }
+  return { InsecureRegistryCIDRs: [...new Set(cidrs)], IndexConfigs: indexConfigs, Mirrors: cfg.registryMirrors.map((m) => `${m}/`) };
 }

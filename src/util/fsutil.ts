@@ -1,7 +1,8 @@
-import { open, rename, mkdir, readFile, rm } from 'node:fs/promises';
+import { open, rename, mkdir, readFile, rm, readdir, lstat } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
 import { writeFileSync, renameSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { isErrno } from './errors.ts';
 
 /**
@@ -63,4 +64,34 @@ export async function ensureParent(path: string): Promise<void> {
 /** Remove a tree, tolerating its absence. */
 export async function removeTree(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true, maxRetries: 3 });
+}
+
+/**
+ * Bytes used by the files under a directory (as `du --apparent-size` counts
+ * them, each hard-linked inode once). Symlinks are not followed; a missing
+ * directory counts as empty.
+ */
+export async function dirSize(path: string): Promise<number> {
+  const seen = new Set<string>();
+  let total = 0;
+  const walk = async (dir: string): Promise<void> => {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    await Promise.all(entries.map(async (e) => {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) return walk(p);
+      const st = await lstat(p).catch(() => undefined);
+      if (!st) return;
+      const key = `${st.dev}:${st.ino}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      total += st.size;
+    }));
+  };
+  await walk(path);
+  return total;
 }

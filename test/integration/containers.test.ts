@@ -98,6 +98,18 @@ for (const cli of ['berth', 'docker'] as const) {
     assert.equal(run(['inspect', `${name}-2`]).code, 1);
   });
 
+  test(`${cli}: ps -s reports the container's own writes and the virtual size`, () => {
+    const name = `size-${cli}`;
+    assert.equal(run(['run', '--name', name, 'busybox', 'dd', 'if=/dev/zero', 'of=/blob', 'bs=1000', 'count=3000']).code, 0);
+    const line = run(['ps', '-a', '-s', '--filter', `name=${name}`, '--format', '{{.Size}}']).stdout.trim();
+    // 3,000,000 bytes written by the container, on top of the busybox image.
+    assert.match(line, /^3MB \(virtual [0-9.]+MB\)$/, line);
+    const insp = JSON.parse(run(['inspect', '-s', name]).stdout)[0];
+    assert.ok(insp.SizeRw >= 3_000_000 && insp.SizeRw < 3_100_000, String(insp.SizeRw));
+    assert.ok(insp.SizeRootFs > insp.SizeRw);
+    assert.equal(run(['rm', name]).code, 0);
+  });
+
   test(`${cli}: stop escalates to SIGKILL after the timeout`, () => {
     const id = run(['run', '-d', 'busybox', 'sh', '-c', 'trap "" TERM; while true; do sleep 0.1; done']).stdout.trim();
     const t0 = Date.now();

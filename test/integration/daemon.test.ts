@@ -5,7 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { TestDaemon } from '../helpers/daemon.ts';
 
 const a = new TestDaemon('da');
@@ -101,4 +102,32 @@ test('live restore: SIGKILL berthd while containers run; the next berthd adopts 
   assert.equal(a.berth(['ps', '-aq']).stdout.trim(), '');
   const mounts = readFileSync('/proc/self/mounts', 'utf8');
   assert.ok(!mounts.includes(a.dir), 'no mounts left');
+});
+
+test('--config-file: daemon.json keys apply; a bad file, an unknown runtime and an unusable runtime stop berthd with a clear error', async () => {
+  const c = new TestDaemon('dc');
+  try {
+    const cfgPath = join(c.dir, 'daemon.json');
+    writeFileSync(cfgPath, JSON.stringify({ 'registry-mirrors': ['http://127.0.0.1:5999/'], 'insecure-registries': ['myreg.test:5000'], 'log-level': 'debug' }));
+    await c.start(['--config-file', cfgPath]);
+    const info = JSON.parse(c.docker(['info', '--format', '{{json .RegistryConfig}}']).stdout);
+    assert.deepEqual(info.Mirrors, ['http://127.0.0.1:5999/']);
+    assert.equal(info.IndexConfigs['myreg.test:5000'].Secure, false);
+    assert.ok(JSON.stringify(info).includes('myreg.test:5000'), JSON.stringify(info));
+    await c.stop();
+
+    writeFileSync(cfgPath, '{"registry-mirrors": [');
+    await assert.rejects(c.start(['--config-file', cfgPath]), /unable to configure the daemon from .*daemon\.json/);
+    await assert.rejects(c.start(['--runtime', 'nosuch']), /unknown runtime: nosuch/);
+    if (existsSync('/sys/fs/cgroup/unified/cgroup.controllers') && readFileSync('/sys/fs/cgroup/unified/cgroup.controllers', 'utf8').trim()) {
+      // This host's hybrid cgroup layout is one crun refuses; berthd says so at once.
+      await assert.rejects(c.start(['--runtime', 'crun']), /crun does not support this host's hybrid cgroup layout/);
+    } else {
+      await c.start(['--runtime', 'crun']);
+      c.loadBusybox();
+      assert.equal(c.berth(['run', '--rm', 'busybox', 'echo', 'crun']).stdout, 'crun\n');
+    }
+  } finally {
+    await c.cleanup();
+  }
 });

@@ -533,7 +533,7 @@ test('decompressStream recognises gzip, zstd and plain tar', async () => {
   await assert.rejects(collect(decompressStream((async function* () { yield truncated; })())), /corrupt gzip/);
 });
 
-test('a layer of 10,000 small files extracts about as fast as GNU tar', async () => {
+test('a layer of 10,000 small files extracts completely (its speed is measured in bench/layer-apply.ts)', async () => {
   await withTmp(async (dir) => {
     const src = join(dir, 'src');
     for (let d = 0; d < 100; d++) {
@@ -542,18 +542,9 @@ test('a layer of 10,000 small files extracts about as fast as GNU tar', async ()
     }
     const tarPath = join(dir, 'many.tar.gz');
     execFileSync('tar', ['-C', src, '-czf', tarPath, '.']);
-    // The filesystem sets the pace (file creation dominates), so the yardstick
-    // is GNU tar extracting the same archive in the same place.
-    await mkdir(join(dir, 'gnu'));
-    let start = performance.now();
-    execFileSync('tar', ['-C', join(dir, 'gnu'), '-xzf', tarPath]);
-    const gnuMs = performance.now() - start;
-    start = performance.now();
     await applyLayer(join(dir, 'out'), decompressStream(createReadStream(tarPath)));
-    const ms = performance.now() - start;
-    assert.equal((await readdir(join(dir, 'out', 'd42'))).length, 100);
+    assert.equal((await readdir(join(dir, 'out'))).length, 100);
+    for (const d of [0, 42, 99]) assert.equal((await readdir(join(dir, 'out', `d${d}`))).length, 100);
     assert.equal(await readFile(join(dir, 'out', 'd42', 'f7'), 'utf8'), 'file 42/7\n'.repeat(40));
-    console.log(`# applied 10,000 files in ${Math.round(ms)} ms; GNU tar took ${Math.round(gnuMs)} ms`);
-    assert.ok(ms < gnuMs * 3 + 2000, `took ${Math.round(ms)} ms against GNU tar's ${Math.round(gnuMs)} ms`);
   });
 });

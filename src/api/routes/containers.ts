@@ -19,7 +19,9 @@ export function containerRoutes(r: Router, engine: Engine): void {
     if (!all && limit <= 0) recs = recs.filter((c) => c.State.Running || c.State.Status === 'restarting' || c.State.Status === 'paused');
     recs.sort((a, b) => (a.Created < b.Created ? 1 : a.Created > b.Created ? -1 : 0));
     if (limit > 0) recs = recs.slice(0, limit);
-    return recs.map((c) => summary(c, engine.imageStore));
+    const out = recs.map((c) => summary(c, engine.imageStore));
+    if (!qBool(ctx.query, 'size')) return out;
+    return Promise.all(out.map(async (s, i) => ({ ...s, ...(await cs.sizes(recs[i]!)) })));
   });
 
   r.post('/containers/create', async (ctx) => {
@@ -29,10 +31,11 @@ export function containerRoutes(r: Router, engine: Engine): void {
     return reply(201, res);
   });
 
-  r.get('/containers/{id}/json', (ctx) => {
+  r.get('/containers/{id}/json', async (ctx) => {
     const rec = cs.find(ctx.params.id!);
     const { berth: _own, ...inspect } = rec;
     const out: Record<string, unknown> = { ...inspect, GraphDriver: { Name: 'overlay2', Data: { UpperDir: `${cs.store.dir(rec.Id)}/upper`, WorkDir: `${cs.store.dir(rec.Id)}/work`, MergedDir: `${cs.store.dir(rec.Id)}/rootfs` } } };
+    if (qBool(ctx.query, 'size')) Object.assign(out, await cs.sizes(rec));
     if (!versionAtLeast(ctx, '1.45')) {
       // Older clients expect the image name in Config.Image exactly as given.
       out.Config = rec.Config;
@@ -144,17 +147,5 @@ export function containerRoutes(r: Router, engine: Engine): void {
     return HANDLED;
   });
 
-  r.post('/containers/prune', async (ctx) => {
-    const filters = qFilters(ctx.query);
-    const deleted: string[] = [];
-    for (const c of filterContainers(cs.list(), new Map([...filters].filter(([k]) => k === 'label')), (ref) => cs.store.find(ref), engine.imageStore)) {
-      if (c.State.Running || c.State.Status === 'paused') continue;
-      const until = filters.get('until')?.[0];
-      if (until && Date.parse(c.Created) / 1000 >= parseTimeArg(until)) continue;
-      await cs.remove(c.Id);
-      deleted.push(c.Id);
-    }
-    engine.events.emit('container', 'prune', '', { reclaimed: '0' });
-    return { ContainersDeleted: deleted.length ? deleted : null, SpaceReclaimed: 0 };
-  });
+  r.post('/containers/prune', async (ctx) => engine.prune.containersPrune(qFilters(ctx.query)));
 }

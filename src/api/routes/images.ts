@@ -79,11 +79,11 @@ function inspectForVersion(ctx: Ctx, img: ImageInspect): Record<string, unknown>
 }
 
 /** Streams a tar to the client; headers go out only once the first bytes exist, so early failures are proper HTTP errors. */
-async function sendTar(ctx: Ctx, source: AsyncIterable<Buffer>): Promise<typeof HANDLED> {
+export async function sendTar(ctx: Ctx, source: AsyncIterable<Buffer>, headers: Record<string, string> = {}): Promise<typeof HANDLED> {
   const it = source[Symbol.asyncIterator]();
   const first = await it.next();
   const res = ctx.res;
-  res.writeHead(200, { ...commonHeaders(), 'Content-Type': 'application/x-tar' });
+  res.writeHead(200, { ...commonHeaders(), 'Content-Type': 'application/x-tar', ...headers });
   let closed = false;
   res.once('close', () => {
     closed = true;

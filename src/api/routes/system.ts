@@ -7,5 +7,5 @@ export function systemRoutes(r: Router, engine: Engine): void {
   r.get('/_ping', ping);
   r.head('/_ping', ping);
   r.get('/version', () => engine.system.version(API_VERSION, MIN_API_VERSION));
-  r.get('/info', () => engine.system.info());
+  r.get('/info', () => ({ ...engine.system.info(), NEventsListener: engine.events.listeners }));
 }
