@@ -67,7 +67,8 @@ async function sinkReady(host: string, port: number): Promise<void> {
   await new Promise((r) => setTimeout(r, 200));
 }
 
-const SINK = ['sh', '-c', 'while true; do nc -l -p 5001 > /dev/null; done'];
+// nc hands the connection to `cat`, which reads it to the end (nc alone would stop at its own stdin's EOF).
+const SINK = ['sh', '-c', "while true; do nc -l -p 5001 -e sh -c 'cat > /dev/null'; done"];
 
 try {
   process.stderr.write('starting berthd\n');

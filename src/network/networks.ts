@@ -389,6 +389,7 @@ export class NetworkService {
     const driver = req.Driver || 'bridge';
     if (driver === 'host' || driver === 'null') throw forbidden(`only one instance of "${driver}" network is allowed`);
     if (driver !== 'bridge' && driver !== 'macvlan') throw notFound(`could not find plugin ${driver} in v1 plugin registry: plugin not found`);
+    if (req.EnableIPv6) throw invalid('IPv6 networks are not supported by berth');
     if (req.IPAM?.Driver && req.IPAM.Driver !== 'default') throw notFound(`could not find plugin ${req.IPAM.Driver} in v1 plugin registry: plugin not found`);
     const options = { ...(req.Options ?? {}) };
     const id = newId();
@@ -649,7 +650,9 @@ export class NetworkService {
   /** resolv.conf: the embedded DNS on user networks (with ndots:0 as docker), else the host's. */
   private resolvFor(rec: ContainerRecord, embedded: string | undefined): string {
     const hc = rec.HostConfig;
-    if (!embedded) return resolvConf(this.hostResolv, { dns: hc.Dns?.length ? hc.Dns.map((d) => d.replace(/:\d+$/, '')) : this.cfg.dns?.map((d) => d.replace(/:\d+$/, '')), search: hc.DnsSearch, options: hc.DnsOptions });
+    // Daemon resolvers on loopback serve the embedded DNS only: useless inside a container's namespace.
+    const daemonDns = (this.cfg.dns ?? []).map((d) => d.replace(/:\d+$/, '')).filter((d) => !d.startsWith('127.') && d !== '::1');
+    if (!embedded) return resolvConf(this.hostResolv, { dns: hc.Dns?.length ? hc.Dns.map((d) => d.replace(/:\d+$/, '')) : daemonDns.length ? daemonDns : undefined, search: hc.DnsSearch, options: hc.DnsOptions });
     const base = resolvConf(this.hostResolv, { dns: [embedded], search: hc.DnsSearch, options: hc.DnsOptions?.length ? hc.DnsOptions : ['ndots:0'] });
     return base;
   }

@@ -88,6 +88,10 @@ for (const cli of ['berth', 'docker'] as const) {
     const hostname = id.slice(0, 12);
     assert.equal(await eventually(() => httpGet('127.0.0.1', fixed, '/hostname')), `${hostname}\n`);
     assert.equal(await httpGet('127.0.0.1', random, '/hostname'), `${hostname}\n`);
+    // Other containers reach it through the host's address on their bridge.
+    const gw = JSON.parse(ok(run(['network', 'inspect', 'bridge'])))[0].IPAM.Config[0].Gateway as string;
+    const viaHost = ok(run(['run', '--rm', 'busybox', 'sh', '-c', `printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc ${gw} ${fixed}`]));
+    assert.match(viaHost, new RegExp(`\\r\\n\\r\\n${hostname}\\n$`));
     const ps = ok(run(['ps', '--filter', `id=${id}`, '--format', '{{.Ports}}']));
     assert.match(ps, new RegExp(`0\\.0\\.0\\.0:${fixed}->80/tcp`));
     assert.ok(rulesOf(d.bridge).some((r) => r.includes(`--dport ${fixed} -j DNAT`)));
@@ -227,6 +231,13 @@ for (const cli of ['berth', 'docker'] as const) {
     ok(run(['run', '-d', '--name', `user-${cli}`, '--network', n, 'busybox', 'sleep', '300']));
     const ip = ipOf(`user-${cli}`, n);
     assert.ok(Number(ip.split('.')[3]) >= 128, `address ${ip} comes from the ip-range`);
+    const fixedIp = d.addr(cli === 'berth' ? 2 : 3, 20);
+    const own = ok(run(['run', '--rm', '--network', n, '--ip', fixedIp, '--mac-address', '02:42:de:ad:be:ef', 'busybox', 'sh', '-c', 'ip -4 -o addr show eth0; cat /sys/class/net/eth0/address']));
+    assert.match(own, new RegExp(`inet ${fixedIp.replace(/\./g, '\\.')}/24`));
+    assert.match(own, /^02:42:de:ad:be:ef$/m);
+    const taken = run(['run', '--rm', '--network', n, '--ip', ip, 'busybox', 'true']);
+    assert.notEqual(taken.code, 0);
+    assert.match(taken.stderr, /Address already in use/);
     const mtu = ok(run(['run', '--rm', '--network', n, 'busybox', 'cat', '/sys/class/net/eth0/mtu'])).trim();
     assert.equal(mtu, '1400');
     const inUse = run(['network', 'rm', n]);
