@@ -23,13 +23,15 @@ const lat: Record<string, number[]> = {};
 const tput: Record<string, number[]> = {};
 
 const failures: Record<string, number> = {};
+const lastError: Record<string, string> = {};
 
-/** Time one command; a run that fails or hangs (60 s) is counted, not timed. */
+/** Time one command; a run that fails or hangs (20 s) is counted, not timed. */
 function timeMs(cmd: string, args: string[], env: NodeJS.ProcessEnv, name = ''): number | undefined {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 });
+  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 20_000 });
   if (r.status !== 0) {
     failures[name] = (failures[name] ?? 0) + 1;
+    lastError[name] = r.error ? r.error.message : `exit ${r.status}: ${r.stderr.toString().trim().slice(0, 200)}`;
     return undefined;
   }
   return Number(process.hrtime.bigint() - t0) / 1e6;
@@ -68,6 +70,16 @@ async function sinkReady(host: string, port: number): Promise<void> {
 }
 
 // nc hands the connection to `cat`, which reads it to the end (nc alone would stop at its own stdin's EOF).
+function measureLatency(cases: Array<[string, string, NodeJS.ProcessEnv, string[]]>): void {
+  for (const [, bin, env, extra] of cases) for (let i = 0; i < 2; i++) timeMs(bin, ['run', '--rm', ...extra, 'busybox', 'true'], env);
+  for (let i = 0; i < rounds; i++) {
+    for (const [name, bin, env, extra] of cases) {
+      const t = timeMs(bin, ['run', '--rm', ...extra, 'busybox', 'true'], env, name);
+      if (t !== undefined) (lat[name] ??= []).push(t);
+    }
+  }
+}
+
 const SINK = ['sh', '-c', "while true; do nc -l -p 5001 -e sh -c 'cat > /dev/null'; done"];
 
 try {
@@ -79,28 +91,23 @@ try {
   }
   cli(berthBin, berth.env, ['network', 'create', 'benchnet']);
   if (dockerd) cli('docker', dockerd.env, ['network', 'create', '--subnet', `10.251.${process.pid % 250}.0/24`, 'benchnet']);
-  const cases: Array<[string, string, NodeJS.ProcessEnv, string[]]> = [
+  const berthCases: Array<[string, string, NodeJS.ProcessEnv, string[]]> = [
     ['berth --network none', berthBin, berth.env, ['--network', 'none']],
     ['berth default bridge', berthBin, berth.env, []],
     ['berth user network', berthBin, berth.env, ['--network', 'benchnet']],
     ['berth bridge + -p', berthBin, berth.env, ['-p', '127.0.0.1::80']],
   ];
+  const dockerCases: Array<[string, string, NodeJS.ProcessEnv, string[]]> = [];
   if (dockerd) {
-    cases.push(
+    dockerCases.push(
       ['docker --network none', 'docker', dockerd.env, ['--network', 'none']],
       ['docker default bridge', 'docker', dockerd.env, []],
       ['docker user network', 'docker', dockerd.env, ['--network', 'benchnet']],
       ['docker bridge + -p', 'docker', dockerd.env, ['-p', '127.0.0.1::80']],
     );
   }
-  process.stderr.write('measuring run --rm\n');
-  for (const [, bin, env, extra] of cases) for (let i = 0; i < 2; i++) timeMs(bin, ['run', '--rm', ...extra, 'busybox', 'true'], env);
-  for (let i = 0; i < rounds; i++) {
-    for (const [name, bin, env, extra] of cases) {
-      const t = timeMs(bin, ['run', '--rm', ...extra, 'busybox', 'true'], env, name);
-      if (t !== undefined) (lat[name] ??= []).push(t);
-    }
-  }
+  process.stderr.write('measuring berth run --rm\n');
+  measureLatency(berthCases);
 
   process.stderr.write('measuring published-port throughput\n');
   const engines: Array<[string, string, NodeJS.ProcessEnv]> = [['berth', berthBin, berth.env]];
@@ -118,6 +125,12 @@ try {
     }
     cli(bin, env, ['rm', '-f', id]);
   }
+  spawnSync(berthBin, ['network', 'rm', 'benchnet'], { env: berth.env });
+  await berth.stop();
+  // Docker Engine's run --rm hangs now and then on this machine while berthd runs beside it
+  // (both program iptables); its latency is measured alone, after berthd has stopped.
+  process.stderr.write('measuring Docker Engine run --rm\n');
+  measureLatency(dockerCases);
 } finally {
   spawnSync(berthBin, ['network', 'rm', 'benchnet'], { env: berth.env });
   await berth.stop();
@@ -126,7 +139,7 @@ try {
 }
 
 const none = (engine: string) => median(lat[`${engine} --network none`] ?? [0]);
-console.log(`run --rm busybox true, ${rounds} alternated rounds (median, mean, added over --network none)`);
+console.log(`run --rm busybox true, ${rounds} rounds, cases alternated within each engine (median, mean, added over --network none)`);
 for (const [name, xs] of Object.entries(lat)) {
   const engine = name.split(' ')[0]!;
   console.log(`${name.padEnd(26)} median ${median(xs).toFixed(1).padStart(6)} ms  mean ${mean(xs).toFixed(1).padStart(6)} ms  +${(median(xs) - none(engine)).toFixed(1)} ms`);
@@ -134,4 +147,4 @@ for (const [name, xs] of Object.entries(lat)) {
 console.log(`\npublished TCP port, ${megabytes} MB per transfer into busybox nc, best of 3`);
 for (const [name, xs] of Object.entries(tput)) console.log(`${name.padEnd(34)} ${Math.max(...xs).toFixed(0).padStart(6)} MB/s  (median ${median(xs).toFixed(0)})`);
 if (!dockerd) console.log('(Docker Engine is not installed: berth only)');
-for (const [name, n] of Object.entries(failures)) if (name) console.log(`${name}: ${n} run(s) failed or hung and were not timed`);
+for (const [name, n] of Object.entries(failures)) if (name) console.log(`${name}: ${n} run(s) failed or hung and were not timed (last: ${lastError[name]})`);
