@@ -97,7 +97,7 @@ export class BenchDockerd {
   get env(): NodeJS.ProcessEnv {
     return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'dc') };
   }
-  async start(): Promise<void> {
+  async start(extraArgs: string[] = []): Promise<void> {
     const exec = join(this.dir, 'exec');
     mkdirSync(exec, { recursive: true });
     let net = ['--bridge', 'none', '--iptables=false', '--ip6tables=false'];
@@ -110,7 +110,7 @@ export class BenchDockerd {
       }
       net = ['--bridge', bridge, '--iptables=true', '--ip6tables=false'];
     }
-    this.proc = spawn('dockerd', ['--data-root', join(this.dir, 'data'), '--exec-root', exec, '-H', `unix://${this.socket}`, '--pidfile', join(this.dir, 'docker.pid'), ...net], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.proc = spawn('dockerd', ['--data-root', join(this.dir, 'data'), '--exec-root', exec, '-H', `unix://${this.socket}`, '--pidfile', join(this.dir, 'docker.pid'), ...net, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     this.proc.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
     try {

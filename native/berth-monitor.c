@@ -865,8 +865,21 @@ static int mount_overlay(char *err, size_t errcap)
 			buf_free(&o);
 			return -1;
 		}
-		int r = mount("overlay", target, "overlay", 0, o.p + o.off);
-		int saved = errno;
+		/* The previous run's overlay, detached lazily, lives on until the
+		 * last process of that run has finished exiting (a container's
+		 * orphans are killed asynchronously when its init dies). A new
+		 * mount over the same upper and work dirs can meanwhile fail with
+		 * ENOENT or EBUSY while the kernel tears the old one down: retry
+		 * for up to two seconds. */
+		int r, saved;
+		for (int attempt = 0;; attempt++) {
+			r = mount("overlay", target, "overlay", 0, o.p + o.off);
+			saved = errno;
+			if (r == 0 || (saved != ENOENT && saved != EBUSY) || attempt >= 100)
+				break;
+			struct timespec ts = {0, 20 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
 		if (cwd && chdir("/") < 0) {
 		}
 		buf_free(&o);
@@ -948,6 +961,60 @@ static void start_failed(const char *msg)
 	buf_free(&b);
 }
 
+/* The memory cgroup's OOM counter (v1 memory.oom_control, v2
+ * memory.events), located from the container's pid once it runs. It is read
+ * at the exit, before `runtime delete` removes the cgroup, so that a kill by
+ * the kernel's OOM killer can be reported (docker's State.OOMKilled). The v1
+ * memory hierarchy is taken to be mounted at /sys/fs/cgroup/memory. */
+static char oom_file[4096];
+
+static void find_oom_file(pid_t pid)
+{
+	char p[64], line[4096];
+	snprintf(p, sizeof p, "/proc/%d/cgroup", (int)pid);
+	FILE *f = fopen(p, "re");
+	if (!f)
+		return;
+	int v2 = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = 0;
+		char *c1 = strchr(line, ':');
+		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (!c2)
+			continue;
+		*c1 = 0;
+		*c2 = 0;
+		const char *ctrls = c1 + 1, *path = c2 + 1;
+		if (v2) {
+			if (strcmp(line, "0") == 0 && *ctrls == 0)
+				snprintf(oom_file, sizeof oom_file, "/sys/fs/cgroup%s/memory.events", path);
+			continue;
+		}
+		char list[256];
+		snprintf(list, sizeof list, ",%s,", ctrls);
+		if (strstr(list, ",memory,"))
+			snprintf(oom_file, sizeof oom_file, "/sys/fs/cgroup/memory%s/memory.oom_control", path);
+	}
+	fclose(f);
+}
+
+static long long read_oom_kills(void)
+{
+	if (!oom_file[0])
+		return 0;
+	FILE *f = fopen(oom_file, "re");
+	if (!f)
+		return 0;
+	char key[64];
+	long long v, n = 0;
+	while (fscanf(f, "%63s %lld", key, &v) == 2) {
+		if (strcmp(key, "oom_kill") == 0)
+			n = v;
+	}
+	fclose(f);
+	return n;
+}
+
 /* Record the exit and tell every client. This comes before the runtime's
  * cleanup so that waiters learn the result without paying for it. */
 static void report_exit(void)
@@ -955,7 +1022,8 @@ static void report_exit(void)
 	char ts[64];
 	fmt_time(ts, sizeof ts, &finished_at);
 	struct buf b = {0};
-	buf_printf(&b, "{\"exitCode\":%d,\"signal\":%d,\"finishedAt\":\"%s\"}", exit_code, exit_signal, ts);
+	int oom = !opt.exec_process && read_oom_kills() > 0;
+	buf_printf(&b, "{\"exitCode\":%d,\"signal\":%d,\"finishedAt\":\"%s\"%s}", exit_code, exit_signal, ts, oom ? ",\"oomKilled\":true" : "");
 	write_file_atomic("exit", b.p, buf_used(&b));
 	broadcast(F_EXIT, b.p, buf_used(&b));
 	buf_free(&b);
@@ -1197,6 +1265,8 @@ static void runtime_exited(int status)
 			return;
 		}
 		container_pid = (pid_t)pid;
+		if (!opt.exec_process)
+			find_oom_file(container_pid);
 		if (opt.terminal) {
 			xclose(&rt_fd); /* only the runtime ever wrote there */
 			buf_free(&rt_text);

@@ -7,6 +7,8 @@ bash scripts/setup.sh
 NODE=node_modules/.bin/node
 # Every directory, cgroup and device this run makes carries its tag.
 export BERTH_TEST_RUN=r$$
+# No registry off this machine, not even a DNS lookup for one.
+export BERTH_REGISTRY_LOOPBACK_ONLY=1
 # Leftovers of an interrupted earlier run would only confuse this one.
 bash scripts/clean-test-leftovers.sh
 echo "test: type check (strict)"

@@ -14,6 +14,7 @@ const STATUS: Record<ErrorKind, number> = {
   Conflict: 409,
   InvalidParameter: 400,
   Forbidden: 403,
+  Unauthorized: 401,
   NotModified: 304,
   Unavailable: 503,
   System: 500,

@@ -1,10 +1,12 @@
 /**
- * Streaming a container's stdio through a hijacked connection, shared by
- * `run`, `start -a` and `attach`.
+ * Streaming a container's or an exec's stdio through a hijacked connection,
+ * shared by `run`, `start -a`, `attach` and `exec`.
  */
 import type { Socket } from 'node:net';
 import type { ApiClient } from './client.ts';
 import { demux } from './client.ts';
+import { EscapeDetector, detachKeysOrDefault, enterRawMode, monitorSize } from './tty.ts';
+import { proxySignals } from './sig-proxy.ts';
 
 export interface AttachOptions {
   stdin: boolean;
@@ -13,7 +15,12 @@ export interface AttachOptions {
   tty: boolean;
   logs?: boolean;
   detachKeys?: string;
+  /** Forward the CLI's signals to the container (only without a TTY). */
+  sigProxy?: boolean;
 }
+
+/** How a pumped stream ended. */
+export type PumpResult = 'ended' | 'detached';
 
 /** Open the attach stream. Resolves once the daemon has switched protocols. */
 export async function openAttach(client: ApiClient, id: string, o: AttachOptions): Promise<Socket> {
@@ -28,42 +35,62 @@ export async function openAttach(client: ApiClient, id: string, o: AttachOptions
 }
 
 /**
- * Pump the streams until the daemon ends the output. Resolves when output is
- * done (the container exited or detached).
+ * Pump the streams until the daemon ends the output or the user types the
+ * detach keys (TTY mode). `resizePath` is where terminal sizes go.
  */
-export function pumpAttach(client: ApiClient, id: string, sock: Socket, o: AttachOptions): Promise<void> {
+export function pumpStreams(client: ApiClient, sock: Socket, o: AttachOptions & { resizePath: string; nudgeSize?: boolean }): Promise<PumpResult> {
   return new Promise((resolve) => {
     const out = process.stdout;
     const err = process.stderr;
-    if (o.tty) {
-      sock.on('data', (d: Buffer) => out.write(d));
-    } else {
-      sock.on('data', demux((s, d) => (s === 2 ? err : out).write(d)));
-    }
+    if (o.tty) sock.on('data', (d: Buffer) => out.write(d));
+    else sock.on('data', demux((s, d) => (s === 2 ? err : out).write(d)));
     let restoreTty = () => undefined as void;
-    if (o.stdin) {
-      const input = process.stdin;
-      if (o.tty && input.isTTY) {
-        input.setRawMode(true);
-        restoreTty = () => input.setRawMode(false);
-      }
-      input.on('data', (d: Buffer) => sock.write(d));
-      input.on('end', () => sock.end());
-    }
-    if (o.tty && process.stdout.isTTY) {
-      const resize = () => {
-        client.post(`/containers/${id}/resize`, undefined, { h: process.stdout.rows, w: process.stdout.columns }).catch(() => undefined);
-      };
-      process.stdout.on('resize', resize);
-      resize();
-    }
-    const done = () => {
+    let stopSize = () => undefined as void;
+    const input = process.stdin;
+    let finished = false;
+    const finish = (how: PumpResult) => {
+      if (finished) return;
+      finished = true;
       restoreTty();
-      if (o.stdin) process.stdin.pause();
-      resolve();
+      stopSize();
+      if (o.stdin) {
+        input.removeAllListeners('data');
+        input.pause();
+        (input as unknown as { unref?: () => void }).unref?.();
+      }
+      resolve(how);
     };
-    sock.on('end', done);
-    sock.on('close', done);
-    sock.on('error', done);
+    if (o.stdin) {
+      if (o.tty) restoreTty = enterRawMode();
+      const detector = o.tty ? new EscapeDetector(detachKeysOrDefault(o.detachKeys)) : undefined;
+      input.on('data', (d: Buffer) => {
+        const pass = detector ? detector.push(d) : d;
+        if (pass.length && !sock.destroyed) sock.write(pass);
+        if (detector?.detached) {
+          sock.destroy();
+          finish('detached');
+        }
+      });
+      input.on('end', () => {
+        if (detector) {
+          const rest = detector.flush();
+          if (rest.length && !sock.destroyed) sock.write(rest);
+        }
+        // Half-close: the daemon sees the end of input, output keeps coming.
+        if (!sock.destroyed) sock.end();
+      });
+    } else {
+      sock.end();
+    }
+    if (o.tty) stopSize = monitorSize(client, o.resizePath, o.nudgeSize);
+    sock.on('end', () => finish('ended'));
+    sock.on('close', () => finish('ended'));
+    sock.on('error', () => finish('ended'));
   });
+}
+
+/** Pump a container attach (run, start -a, attach). */
+export function pumpAttach(client: ApiClient, id: string, sock: Socket, o: AttachOptions, nudgeSize = false): Promise<PumpResult> {
+  const stopProxy = o.sigProxy && !o.tty ? proxySignals(client, id) : () => undefined;
+  return pumpStreams(client, sock, { ...o, resizePath: `/containers/${id}/resize`, nudgeSize }).finally(stopProxy);
 }

@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 import type { FlagSpec, Flags } from './flags.ts';
 import { CliError } from './command.ts';
 import { parsePortSpecs } from './port-specs.ts';
+import { RESOURCE_FLAGS, applyResourceFlags } from './resource-opts.ts';
+import { MOUNT_FLAGS, applyMountFlags } from './mount-opts.ts';
 
 export const CONTAINER_FLAGS: FlagSpec[] = [
   { name: 'name', type: 'string', description: 'Assign a name to the container' },
@@ -55,6 +57,8 @@ export const CONTAINER_FLAGS: FlagSpec[] = [
   { name: 'cidfile', type: 'string', description: 'Write the container ID to the file' },
   { name: 'log-driver', type: 'string', description: 'Logging driver for the container' },
   { name: 'log-opt', type: 'list', description: 'Log driver options' },
+  ...RESOURCE_FLAGS,
+  ...MOUNT_FLAGS,
 ];
 
 export const RUN_ONLY_FLAGS: FlagSpec[] = [
@@ -63,7 +67,7 @@ export const RUN_ONLY_FLAGS: FlagSpec[] = [
   { name: 'sig-proxy', type: 'bool', description: 'Proxy received signals to the process', default: true },
 ];
 
-function parseEnvFile(path: string): string[] {
+export function parseEnvFile(path: string): string[] {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -80,7 +84,7 @@ function parseEnvFile(path: string): string[] {
 }
 
 /** `-e FOO` without a value takes FOO from the client's environment (or drops it). */
-function expandEnv(e: string): string {
+export function expandEnv(e: string): string {
   if (e.includes('=')) return e;
   const v = process.env[e];
   return v === undefined ? e : `${e}=${v}`;
@@ -201,5 +205,7 @@ export function buildCreateBody(f: Flags, image: string, cmd: string[], detach: 
     ...(stopTimeout !== undefined ? { StopTimeout: stopTimeout } : {}),
     HostConfig: hostConfig,
   };
+  applyResourceFlags(f, body, hostConfig);
+  applyMountFlags(f, body, hostConfig);
   return { body, name: f.str('name'), platform: f.str('platform') };
 }

@@ -149,6 +149,8 @@ export function send(target: HttpTarget, req: HttpRequest): Promise<HttpResponse
           return;
         }
         res = new HttpResponse();
+        // A caller that drops the response (destroy) drops the connection too.
+        res.once('close', () => sock.destroy());
         res.statusCode = parsed.status;
         res.headers = parsed.headers;
         if (parsed.headers['transfer-encoding']?.includes('chunked')) chunked = new Dechunker();

@@ -21,9 +21,18 @@ const LOADERS: Record<string, Loader> = {
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
   network: () => import('./commands/network.ts'),
+  stats: () => import('./commands/stats.ts'),
+  resources: () => import('./commands/resources.ts'),
+  build: () => import('./commands/build.ts'),
+  commit: () => import('./commands/commit.ts'),
+  registry: () => import('./commands/registry.ts'),
+  exec: () => import('./commands/exec.ts'),
+  top: () => import('./commands/top.ts'),
+  volume: () => import('./commands/volume.ts'),
   cp: () => import('./commands/cp.ts'),
   data: () => import('./commands/data.ts'),
   events: () => import('./commands/events.ts'),
+  'registry-server': () => import('./commands/registry-server.ts'),
 };
 
 /** Which module holds each top-level command (and `group sub` commands). */
@@ -33,19 +42,29 @@ const MODULES: Record<string, string> = {
   ps: 'ps', logs: 'logs', inspect: 'inspect',
   images: 'images', rmi: 'images', tag: 'images', history: 'images', import: 'images', load: 'images', save: 'images',
   version: 'system', info: 'system',
+  stats: 'stats', pause: 'resources', unpause: 'resources', update: 'resources',
+  exec: 'exec', top: 'top',
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
   cp: 'cp', export: 'data', diff: 'data', 'system df': 'data', events: 'events',
   port: 'network',
   'network create': 'network', 'network ls': 'network', 'network inspect': 'network', 'network rm': 'network',
   'network prune': 'network', 'network connect': 'network', 'network disconnect': 'network',
+  build: 'build', 'builder prune': 'build', commit: 'commit',
+  pull: 'registry', push: 'registry', login: 'registry', logout: 'registry', 'manifest inspect': 'registry',
+  'volume create': 'volume', 'volume ls': 'volume', 'volume inspect': 'volume', 'volume rm': 'volume', 'volume prune': 'volume',
+  'registry serve': 'registry-server', 'registry gc': 'registry-server',
 };
 
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
-  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', logs: 'logs', inspect: 'container inspect', prune: 'container prune', port: 'port' },
-  image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune' },
+  builder: { build: 'build', prune: 'builder prune' },
+  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', exec: 'exec', top: 'top', logs: 'logs', inspect: 'container inspect', prune: 'container prune', commit: 'commit', stats: 'stats', pause: 'pause', unpause: 'unpause', update: 'update', port: 'port' },
+  image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune', pull: 'pull', push: 'push', build: 'build' },
   system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
+  volume: { create: 'volume create', ls: 'volume ls', list: 'volume ls', inspect: 'volume inspect', rm: 'volume rm', remove: 'volume rm', prune: 'volume prune' },
+  manifest: { inspect: 'manifest inspect' },
+  registry: { serve: 'registry serve', gc: 'registry gc' },
   network: { create: 'network create', ls: 'network ls', list: 'network ls', inspect: 'network inspect', rm: 'network rm', remove: 'network rm', prune: 'network prune', connect: 'network connect', disconnect: 'network disconnect' },
 };
 
@@ -65,6 +84,7 @@ A Docker-compatible container engine
 
 Common Commands:
   run         Create and run a new container from an image
+  exec        Execute a command in a running container
   ps          List containers
   images      List images
   logs        Fetch the logs of a container
@@ -76,11 +96,16 @@ Management Commands:
   container   Manage containers
   image       Manage images
   network     Manage networks
+  builder     Manage builds
+  registry    Run berth's registry server
   system      Manage berth
+  volume      Manage volumes
+  manifest    Manage image manifests
 
 Commands:
-  attach, cp, create, diff, events, export, history, import, kill, load,
-  port, rename, restart, rm, rmi, save, start, stop, tag, wait
+  attach, build, commit, cp, create, diff, events, export, history,
+  import, kill, load, login, logout, pause, port, pull, push, rename, restart,
+  rm, rmi, save, start, stats, stop, tag, top, unpause, update, wait
 
 Global Options:
   -H, --host string      Daemon socket to connect to (also DOCKER_HOST)
@@ -171,6 +196,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  // `--config DIR` is where the credentials live (read by the registry commands).
+  if (g.str('config')) process.env.DOCKER_CONFIG = g.str('config');
   const client = new ApiClient(parseHost(g.str('host')));
   const ctx: CliContext = { client, out: process.stdout, err: process.stderr };
   try {

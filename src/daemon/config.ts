@@ -21,6 +21,8 @@ export interface DaemonConfig {
   /** Where networks without --subnet get theirs (--default-address-pool base=CIDR,size=N). */
   addressPools?: Array<{ base: string; size: number }>;
   debug: boolean;
+  /** Binary mounted as /sbin/docker-init for --init (default: tini-static or catatonit, found on the host). */
+  initPath?: string;
 }
 
 export function defaultConfig(nativeDir: string): DaemonConfig {
@@ -58,6 +60,7 @@ Options:
   -l, --log-level string           Set the logging level ("debug"|"info"|"warn"|"error"|"fatal") (default "info")
       --registry-mirror list       Preferred registry mirror
       --runtime string             OCI runtime: runc or crun (default "runc")
+      --init-path string           Path to the docker-init binary
   -h, --help                       Print usage
 `;
 
@@ -76,6 +79,7 @@ const FILE_KEYS: Record<string, string> = {
   dns: 'dns',
   'default-address-pools': 'default-address-pool',
   debug: 'debug',
+  'init-path': 'init-path',
 };
 
 /** `base=10.10.0.0/16,size=24` (flag) or `{"base": …, "size": …}` (daemon.json). */
@@ -119,6 +123,7 @@ function apply(cfg: DaemonConfig, key: string, value: string | boolean | object,
     case 'bridge': cfg.bridge = str; break;
     case 'bip': cfg.bip = str; break;
     case 'dns': (cfg.dns ??= []).push(str); break;
+    case 'init-path': cfg.initPath = str; break;
     case 'debug': cfg.debug = value === true || str === 'true'; if (cfg.debug) cfg.logLevel = 'debug'; break;
     default: throw invalid(fromFile ? `unknown configuration key in config file: ${key}` : `unknown flag: --${key}`);
   }

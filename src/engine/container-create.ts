@@ -7,6 +7,7 @@ import type { ImageConfig } from '../image/types.ts';
 import { invalid } from '../util/errors.ts';
 import { parseSignal } from '../util/signals.ts';
 import { ZERO_TIME } from '../util/time.ts';
+import { checkHealthcheck, mergeHealthcheck } from './health.ts';
 
 export interface CreateRequest extends Partial<ContainerConfig> {
   HostConfig?: Partial<HostConfig>;
@@ -116,9 +117,10 @@ export function buildRecord(opts: {
     Labels: { ...(ic.Labels ?? {}), ...(req.Labels ?? {}) },
     ...(stopSignal ? { StopSignal: stopSignal } : {}),
     ...(req.StopTimeout !== undefined && req.StopTimeout !== null ? { StopTimeout: req.StopTimeout } : {}),
-    ...(req.Healthcheck ?? ic.Healthcheck ? { Healthcheck: req.Healthcheck ?? ic.Healthcheck } : {}),
+    ...(mergeHealthcheck(req.Healthcheck, ic.Healthcheck) ? { Healthcheck: mergeHealthcheck(req.Healthcheck, ic.Healthcheck) } : {}),
     ...(req.MacAddress ? { MacAddress: req.MacAddress } : {}),
   };
+  checkHealthcheck(config.Healthcheck);
   if (Object.keys(config.ExposedPorts ?? {}).length === 0) delete config.ExposedPorts;
   if (Object.keys(config.Volumes ?? {}).length === 0) config.Volumes = null;
   return {

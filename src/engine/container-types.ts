@@ -1,4 +1,5 @@
 import type { HealthConfig } from '../image/types.ts';
+import type { BerthMount } from '../volume/mount-spec.ts';
 
 /** The `Config` part of a container, as the create API takes it. */
 export interface ContainerConfig {
@@ -52,7 +53,7 @@ export interface MountSpec {
   Target: string;
   ReadOnly?: boolean;
   Consistency?: string;
-  BindOptions?: { Propagation?: string; NonRecursive?: boolean; CreateMountpoint?: boolean };
+  BindOptions?: { Propagation?: string; NonRecursive?: boolean; CreateMountpoint?: boolean; ReadOnlyNonRecursive?: boolean; ReadOnlyForceRecursive?: boolean };
   VolumeOptions?: { NoCopy?: boolean; Labels?: Record<string, string>; Subpath?: string; DriverConfig?: { Name?: string; Options?: Record<string, string> } };
   TmpfsOptions?: { SizeBytes?: number; Mode?: number; Options?: string[][] };
 }
@@ -196,5 +197,7 @@ export interface ContainerRecord {
     imageRef: string;
     /** True once the user stopped it (restart policies and unless-stopped look at this). */
     manuallyStopped?: boolean;
+    /** Resolved mounts (volumes, binds, tmpfs); inspect's `Mounts` is derived from them. */
+    mounts?: BerthMount[];
   };
 }

@@ -79,6 +79,8 @@ export function filterContainers(recs: ContainerRecord[], filters: Map<string, s
   f('exited', (r, v) => !r.State.Running && r.State.Status === 'exited' && r.State.ExitCode === Number(v));
   f('network', (r, v) => r.HostConfig.NetworkMode === v || v in r.NetworkSettings.Networks);
   f('health', (r, v) => (r.State.Health?.Status ?? 'none') === v);
+  // A volume by name, or any mount by its destination, as docker matches it.
+  f('volume', (r, v) => (r.berth.mounts ?? []).some((m) => m.name === v || m.destination === v));
   f('ancestor', (r, v) => {
     const img = images.resolve(v);
     if (!img) return false;

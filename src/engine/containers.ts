@@ -25,6 +25,9 @@ import { MonitorConnection, StartError, spawnMonitor } from '../runtime/monitor.
 import type { ExitInfo } from '../runtime/monitor.ts';
 import { MonitorLauncher } from '../runtime/launcher.ts';
 import { computeCapabilities } from '../runtime/capabilities.ts';
+import { checkResources } from './limits.ts';
+import { applySecurity, checkSecurity } from './security.ts';
+import type { ContainerHooks } from './container-hooks.ts';
 import { parseSignal } from '../util/signals.ts';
 import { conflict, invalid, notModified, BerthError, errorMessage } from '../util/errors.ts';
 import { dirSize, ensureDir, removeTree } from '../util/fsutil.ts';
@@ -32,6 +35,8 @@ import { newId, randomName } from '../util/ids.ts';
 import { log } from '../util/log.ts';
 import type { DaemonConfig } from '../daemon/config.ts';
 import type { NetworkService, NetworkSetup } from '../network/networks.ts';
+import { VolumeService } from '../volume/volume-service.ts';
+import { ContainerMounts, volumeUsers } from '../volume/container-mounts.ts';
 
 /** Where attached output goes: an API connection, framed or raw by the API layer. */
 export interface AttachSink {
@@ -80,7 +85,12 @@ export class ContainerService {
   private readonly images: ImageStore;
   private readonly layers: LayerStore;
   private readonly events: EventBus;
-  private readonly launcher: MonitorLauncher;
+  /** Starts monitors; the exec service uses it too. */
+  readonly launcher: MonitorLauncher;
+  readonly volumes: VolumeService;
+  private readonly mounts: ContainerMounts;
+  /** Restart policies, health checks, pause state: set by the engine (src/engine/container-hooks.ts). */
+  hooks?: ContainerHooks;
   /** Networks: namespaces, addresses, ports, DNS (set by the engine). */
   network?: NetworkService;
 
@@ -91,6 +101,8 @@ export class ContainerService {
     this.events = events;
     this.store = new ContainerStore(cfg.dataRoot);
     this.launcher = new MonitorLauncher(join(cfg.nativeDir, 'berth-launcher'));
+    this.volumes = new VolumeService(cfg.dataRoot, events, (name) => volumeUsers(this.store.all(), name));
+    this.mounts = new ContainerMounts({ volumes: this.volumes, find: (ref) => this.store.find(ref), tmpRoot: join(cfg.dataRoot, 'tmp'), pinRoot: join(cfg.execRoot, 'subpaths'), emptyDir: () => this.emptyLower() });
   }
 
   private get monitorPath(): string {
@@ -108,9 +120,12 @@ export class ContainerService {
   async init(): Promise<void> {
     await ensureDir(this.runtimeRoot, 0o700);
     await ensureDir(join(this.cfg.execRoot, 'containers'), 0o700);
+    await this.volumes.store.init();
     const records = await this.store.init();
     for (const rec of records) await this.reconcile(rec);
     await this.network?.reconcile();
+    await this.mounts.adopt(this.store.all());
+    await this.hooks?.booted(this.store.all());
     // Monitor directories of containers that no longer exist.
     for (const id of await readdir(join(this.cfg.execRoot, 'containers'))) {
       if (!this.store.get(id)) await removeTree(this.execDir(id));
@@ -143,10 +158,15 @@ export class ContainerService {
         const exit = await this.readExitFile(rec.Id);
         await this.onExit(rec, live, exit ?? { exitCode: st.exitCode ?? 255, signal: 0, finishedAt: new Date().toISOString() });
       }
+      if (rec.State.Running) this.hooks?.started(rec, true);
       log.info('re-adopted running container', { id: rec.Id, pid: rec.State.Pid });
     } catch {
       const exit = await this.readExitFile(rec.Id);
       await this.markExited(rec, exit ?? { exitCode: 255, signal: 0, finishedAt: new Date().toISOString() }, exit ? '' : 'container monitor was lost');
+      // A monitor that died without its cleanup leaves the runtime's state (and cgroup) and the root mount.
+      if (existsSync(join(this.runtimeRoot, rec.Id))) await runtimeDelete(this.cfg.runtimePath, this.runtimeRoot, rec.Id);
+      const rootfs = join(this.store.dir(rec.Id), 'rootfs');
+      if (isMounted(rootfs)) await umount(rootfs);
       if (rec.HostConfig.AutoRemove) await this.destroy(rec);
     }
   }
@@ -155,7 +175,7 @@ export class ContainerService {
     try {
       const raw = JSON.parse(await readFile(join(this.execDir(id), 'exit'), 'utf8')) as Partial<ExitInfo> & { startFailed?: boolean };
       if (raw.startFailed) return undefined;
-      return { exitCode: raw.exitCode ?? 255, signal: raw.signal ?? 0, finishedAt: raw.finishedAt ?? new Date().toISOString() };
+      return { exitCode: raw.exitCode ?? 255, signal: raw.signal ?? 0, finishedAt: raw.finishedAt ?? new Date().toISOString(), ...(raw.oomKilled ? { oomKilled: true } : {}) };
     } catch {
       return undefined;
     }
@@ -193,29 +213,35 @@ export class ContainerService {
     const fullName = name ? ContainerStore.validateName(name) : `/${randomName((n) => this.store.nameTaken(n))}`;
     const dir = this.store.dir(id);
     const rec = buildRecord({ id, name: fullName, req, imageId: img.record.id, imageRef: req.Image, image: img.config, layers: chainIds(img.config.rootfs.diff_ids), dir });
-    this.validateHostConfig(rec);
+    const warnings = this.validateHostConfig(rec);
     this.network?.prepareCreate(rec, req.NetworkingConfig?.EndpointsConfig);
+    const mountPlan = this.mounts.plan(rec);
     this.store.reserveName(fullName, id);
     try {
+      if (mountPlan.mounts.length) await this.mounts.apply(rec, mountPlan, rec.berth.layers.map((c) => this.layers.diffDir(c)).reverse());
       await this.store.add(rec);
       await Promise.all(['upper', 'work', 'rootfs'].map((d) => mkdir(join(dir, d), { mode: 0o755 })));
     } catch (err) {
       await this.store.remove(rec).catch(() => undefined);
+      await this.mounts.undo(mountPlan);
       throw err;
     }
     this.events.emit('container', 'create', id, { image: req.Image, name: fullName.slice(1) });
     this.prewarm(rec);
-    return { Id: id, Warnings: [] };
+    return { Id: id, Warnings: warnings };
   }
 
-  private validateHostConfig(rec: ContainerRecord): void {
+  private validateHostConfig(rec: ContainerRecord): string[] {
     const hc = rec.HostConfig;
     computeCapabilities({ add: hc.CapAdd ?? [], drop: hc.CapDrop ?? [], privileged: hc.Privileged });
+    const warnings = checkResources(hc);
+    checkSecurity(hc, (ref) => this.store.find(ref), this.cfg.initPath);
     const mode = hc.NetworkMode;
     if (mode.startsWith('container:')) {
       const target = this.store.find(mode.slice(10));
       if (!target) throw invalid(`No such container: ${mode.slice(10)}`); // 400: a 404 from create reads as a missing image
     }
+    return warnings;
   }
 
   // ---------------------------------------------------------------- start
@@ -226,6 +252,8 @@ export class ContainerService {
     const existing = this.live.get(rec.Id);
     if (existing?.starting) return existing.starting;
     if (existing?.conn) throw notModified('container already started');
+    // An explicit start clears the user's stop, for restart policies.
+    if (rec.berth.manuallyStopped && !rec.State.Restarting) rec.berth.manuallyStopped = false;
     const live = existing ?? this.newLive();
     this.live.set(rec.Id, live);
     const previous = this.startGate(rec.Id);
@@ -284,6 +312,7 @@ export class ContainerService {
     rec.State = { ...rec.State, Status: 'running', Running: true, Paused: false, Restarting: false, OOMKilled: false, Dead: false, Pid: pid, ExitCode: 0, Error: '', StartedAt: new Date().toISOString(), FinishedAt: rec.State.FinishedAt };
     await this.store.save(rec);
     this.events.emit('container', 'start', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
+    this.hooks?.started(rec, false);
     // The container may already have exited while we were recording the start.
     if (live.conn?.exit) await this.onExit(rec, live, live.conn.exit);
   }
@@ -312,6 +341,7 @@ export class ContainerService {
       { destination: '/etc/hostname', type: 'bind', source: rec.HostnamePath, options: ['rbind', 'rprivate'] },
       { destination: '/etc/hosts', type: 'bind', source: rec.HostsPath, options: ['rbind', 'rprivate'] },
     ];
+    const userMounts = await this.mounts.ociMounts(rec);
     const spec = buildSpec({
       rootfs: join(dir, 'rootfs'),
       readonlyRootfs: hc.ReadonlyRootfs,
@@ -328,9 +358,11 @@ export class ContainerService {
       noNewPrivileges: (hc.SecurityOpt ?? []).some((o) => /^no-new-privileges(:true|=true)?$/.test(o)),
       namespaces: { network: net.ns, ipc: hc.IpcMode === 'host' ? 'host' : 'private', pid: hc.PidMode === 'host' ? 'host' : 'private', uts: hc.UTSMode === 'host' ? 'host' : 'private' },
       cgroupsPath: `${hc.CgroupParent || this.cfg.cgroupParent}/${rec.Id}`,
-      extraMounts: etcMounts,
+      extraMounts: [...etcMounts.filter((m) => !userMounts.destinations.has(m.destination)), ...userMounts.mounts],
       shmSize: hc.ShmSize ?? 64 * 1024 * 1024,
     });
+    if (userMounts.rootfsPropagation) spec.linux.rootfsPropagation = userMounts.rootfsPropagation;
+    applySecurity(spec, rec, { find: (ref) => this.find(ref), capabilities: caps, initPath: this.cfg.initPath });
     const warm = this.takeWarm(rec.Id);
     await writeFile(join(xdir, 'config.json'), JSON.stringify(spec));
     let spawned = false;
@@ -423,6 +455,7 @@ export class ContainerService {
     const code = /executable file not found|no such file or directory/i.test(msg) ? 127 : /permission denied/i.test(msg) ? 126 : 128;
     rec.State = { ...rec.State, Status: rec.State.Status === 'running' ? 'exited' : rec.State.Status, Running: false, Pid: 0, ExitCode: code, Error: msg };
     await this.store.save(rec);
+    await this.mounts.release(rec);
     this.events.emit('container', 'die', rec.Id, { exitCode: String(code), image: rec.Config.Image, name: rec.Name.slice(1) });
     if (rec.HostConfig.AutoRemove) await this.remove(rec.Id, { force: true }).catch(() => undefined);
     else this.notifyExit(rec.Id, code);
@@ -451,7 +484,7 @@ export class ContainerService {
   // ---------------------------------------------------------------- exit
 
   private async markExited(rec: ContainerRecord, exit: ExitInfo, error = '', persist = true): Promise<void> {
-    rec.State = { ...rec.State, Status: 'exited', Running: false, Paused: false, Restarting: false, Pid: 0, ExitCode: exit.exitCode, Error: error, FinishedAt: exit.finishedAt };
+    rec.State = { ...rec.State, Status: 'exited', Running: false, Paused: false, Restarting: false, OOMKilled: exit.oomKilled ?? false, Pid: 0, ExitCode: exit.exitCode, Error: error, FinishedAt: exit.finishedAt };
     if (persist) await this.store.save(rec);
   }
 
@@ -475,12 +508,15 @@ export class ContainerService {
       await this.network?.teardown(rec).catch((e) => log.error('releasing the network failed', { id: rec.Id, error: errorMessage(e) }));
       // An auto-remove container's next write is its removal; one write saves a step of `run --rm`.
       await this.markExited(rec, exit, '', !rec.HostConfig.AutoRemove);
+      await this.mounts.release(rec);
       this.live.delete(rec.Id);
       for (const s of live.sinks) s.end();
       live.sinks.clear();
       live.resolveExit(exit);
+      if (exit.oomKilled) this.events.emit('container', 'oom', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
       const ran = Math.max(0, Math.floor((Date.parse(exit.finishedAt) - Date.parse(rec.State.StartedAt)) / 1000));
       this.events.emit('container', 'die', rec.Id, { execDuration: String(Number.isFinite(ran) ? ran : 0), exitCode: String(exit.exitCode), image: rec.Config.Image, name: rec.Name.slice(1) });
+      await this.hooks?.exited(rec, exit.exitCode);
       if (rec.HostConfig.AutoRemove) {
         await this.destroy(rec);
       }
@@ -567,6 +603,11 @@ export class ContainerService {
       },
       detach: () => {
         l.sinks.delete(sink);
+        // A StdinOnce client that went away (even without a half-close) ends stdin, as docker does.
+        if (stdinOpen && rec.Config.StdinOnce && !rec.Config.Tty) {
+          if (l.conn) l.conn.closeStdin();
+          else l.pendingStdinClose = true;
+        }
         if (l.conn) l.conn.subscribe([...l.sinks].some((s) => s.stdout), [...l.sinks].some((s) => s.stderr));
         else if (l.sinks.size === 0 && !l.starting && !rec.State.Running) this.live.delete(rec.Id);
       },
@@ -587,6 +628,11 @@ export class ContainerService {
   async kill(ref: string, signal = 'KILL'): Promise<void> {
     const rec = this.find(ref);
     const sig = parseSignal(signal);
+    if (sig.number === 9 && this.hooks?.cancelRestart(rec)) {
+      rec.berth.manuallyStopped = true;
+      await this.store.save(rec);
+      return;
+    }
     if (!rec.State.Running) throw conflict(`Cannot kill container: ${ref}: Container ${rec.Id} is not running`);
     if (sig.number === 9) rec.berth.manuallyStopped = true;
     try {
@@ -594,11 +640,18 @@ export class ContainerService {
     } catch (err) {
       throw conflict(`Cannot kill container: ${ref}: ${errorMessage(err)}`);
     }
+    if (sig.number === 9) await this.hooks?.thaw(rec);
     this.events.emit('container', 'kill', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1), signal: String(sig.number) });
   }
 
   async stop(ref: string, opts: { signal?: string; timeout?: number } = {}): Promise<void> {
     const rec = this.find(ref);
+    if (this.hooks?.cancelRestart(rec)) {
+      rec.berth.manuallyStopped = true;
+      await this.store.save(rec);
+      this.events.emit('container', 'stop', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
+      return;
+    }
     if (!rec.State.Running) throw notModified('container already stopped');
     const live = this.live.get(rec.Id);
     const sig = parseSignal(opts.signal || rec.Config.StopSignal || 'SIGTERM');
@@ -616,6 +669,7 @@ export class ContainerService {
     if (timedOut) {
       try {
         process.kill(pid, 9);
+        await this.hooks?.thaw(rec);
         this.events.emit('container', 'kill', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1), signal: '9' });
       } catch {
         // exited meanwhile
@@ -639,6 +693,11 @@ export class ContainerService {
   async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     const rec = this.find(ref);
     if (rec.State.Status === 'removing') throw conflict(`removal of container ${rec.Id} is already in progress`);
+    if (rec.State.Restarting) {
+      if (!opts.force) throw conflict(`cannot remove container "${rec.Name}": container is restarting: stop the container before removing or force remove`);
+      this.hooks?.cancelRestart(rec);
+    }
+    if (rec.State.Paused && !opts.force) throw conflict(`cannot remove container "${rec.Name}": container is paused and must be unpaused first`);
     if (rec.State.Running) {
       if (!opts.force) throw conflict(`cannot remove container "${rec.Name}": container is running: stop the container before removing or force remove`);
       const live = this.live.get(rec.Id);
@@ -648,6 +707,7 @@ export class ContainerService {
       } catch {
         // gone already
       }
+      await this.hooks?.thaw(rec);
       if (live) await live.exited;
       // An auto-remove container is removed by its exit handler.
       if (wasAuto && !this.store.get(rec.Id)) return;
@@ -655,7 +715,7 @@ export class ContainerService {
     if (!this.store.get(rec.Id)) return;
     // An explicit removal answers once the files are gone too, as docker's
     // does (cgroup, mount, runtime state); auto-removal does not wait.
-    const { purged } = await this.destroy(rec);
+    const { purged } = await this.destroy(rec, opts.volumes);
     await purged;
   }
 
@@ -665,12 +725,15 @@ export class ContainerService {
    * monitor has released the runtime state and the mount. The record is
    * saved as `removing` first, so a restart finishes the job.
    */
-  private async destroy(rec: ContainerRecord): Promise<{ purged: Promise<void> }> {
+  private async destroy(rec: ContainerRecord, removeVolumes = false): Promise<{ purged: Promise<void> }> {
     if (!this.store.get(rec.Id)) return { purged: Promise.resolve() };
     rec.State.Status = 'removing';
     await this.store.save(rec).catch(() => undefined);
     this.store.unlist(rec);
+    // `rm -v` and `--rm` take the container's anonymous volumes with it.
+    await this.mounts.removed(rec, removeVolumes || rec.HostConfig.AutoRemove).catch((err: unknown) => log.error('releasing container volumes failed', { id: rec.Id, error: errorMessage(err) }));
     this.live.delete(rec.Id);
+    this.hooks?.removed(rec);
     this.events.emit('container', 'destroy', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
     const ws = this.removedWaiters.get(rec.Id);
     this.removedWaiters.delete(rec.Id);
@@ -726,6 +789,7 @@ export class ContainerService {
 
   /** Stop watching monitors (berthd shutting down): containers keep running. */
   detachAll(): void {
+    this.hooks?.close();
     this.launcher.stop();
     for (const live of this.live.values()) live.conn?.close();
   }

@@ -4,11 +4,15 @@ import { ContentStore } from '../image/content-store.ts';
 import { LayerStore } from '../image/layer-store.ts';
 import { ImageStore } from '../image/image-store.ts';
 import { ContainerService } from './containers.ts';
+import { ContainerExtras } from './container-hooks.ts';
 import { EventBus } from './events.ts';
 import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
+import { ExecService } from './exec.ts';
 import { ensureDir } from '../util/fsutil.ts';
 import { NetworkService } from '../network/networks.ts';
+import { BuildService } from '../build/service.ts';
+import { DistributionService } from '../distribution/service.ts';
 import { ArchiveService } from './archive.ts';
 import { DiskUsageService } from './df.ts';
 import { PruneService } from './prune.ts';
@@ -21,9 +25,14 @@ export class Engine {
   readonly layers: LayerStore;
   readonly imageStore: ImageStore;
   readonly containers: ContainerService;
+  /** Restart policies, health checks, pause/unpause, update, stats. */
+  readonly extras: ContainerExtras;
   readonly images: ImageService;
   readonly system: SystemService;
   readonly networks: NetworkService;
+  readonly builder: BuildService;
+  readonly distribution: DistributionService;
+  readonly execs: ExecService;
   readonly archive: ArchiveService;
   readonly df: DiskUsageService;
   readonly prune: PruneService;
@@ -34,14 +43,20 @@ export class Engine {
     this.layers = new LayerStore(cfg.dataRoot);
     this.imageStore = new ImageStore(cfg.dataRoot, this.content, this.layers);
     this.containers = new ContainerService(cfg, this.imageStore, this.layers, this.events);
+    this.extras = new ContainerExtras(cfg, this.containers, this.events);
+    this.containers.hooks = this.extras;
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
     this.networks = new NetworkService(cfg, this.events);
     this.containers.network = this.networks;
     const cs = this.containers;
     this.networks.containers = { find: (ref) => cs.store.find(ref), list: () => cs.list(), save: (rec) => cs.store.save(rec) };
+    this.builder = new BuildService(this);
+    this.distribution = new DistributionService(cfg, this.images, this.imageStore, this.content, this.layers);
+    this.execs = new ExecService(cfg, this.containers, this.events);
     this.archive = new ArchiveService(cfg, this.containers, this.layers, this.events);
     this.df = new DiskUsageService(this.images, this.imageStore, this.layers, this.containers);
+    this.df.volumes = async () => (await this.containers.volumes.diskUsage()).Volumes;
     this.prune = new PruneService(this.containers, this.events);
     this.events.enrich('container', containerLabels(this.containers));
   }
@@ -55,6 +70,8 @@ export class Engine {
     await this.imageStore.init();
     await this.networks.init();
     await this.containers.init();
+    await this.builder.init();
+    await this.execs.init();
     await this.archive.init();
   }
 }

@@ -952,6 +952,29 @@ export class ImageService {
     for (const blob of created.blobs) if (!usedDiffs.has(blob)) await this.content.delete(blob).catch(() => undefined);
   }
 
+  // ------------------------------------------------------------- distribution hooks
+
+  /** Runs `fn` under the image lock, so no remove or prune runs meanwhile (pull, push). */
+  withLock<T>(fn: () => Promise<T>): Promise<T> {
+    return this.lock.run(fn);
+  }
+
+  /**
+   * Records an image whose layers are in place (a pull) and points `refs`
+   * at it, emitting docker's events. Returns the references that moved away
+   * from another image. Call under withLock.
+   */
+  async recordImage(configBytes: Buffer, extra: Partial<ImageRecord>, refs: Reference[], action: string, eventName: string): Promise<{ id: string; moved: Reference[] }> {
+    const rec = await this.store.add(configBytes, extra);
+    const moved: Reference[] = [];
+    for (const ref of refs) {
+      const prev = await this.store.tag(rec.id, ref);
+      if (prev) moved.push(ref);
+    }
+    this.emit(action, rec.id, eventName);
+    return { id: rec.id, moved };
+  }
+
   // ------------------------------------------------------------- import
 
   async importImage(source: Readable, opts: ImportOptions): Promise<string> {
@@ -1139,8 +1162,8 @@ export class ImageService {
     })();
   }
 
-  /** Makes sure the content store holds the layer's uncompressed tar under its diff ID. */
-  private async ensureLayerBlob(rec: ImageRecord, index: number, diffId: string, chain: string): Promise<void> {
+  /** Makes sure the content store holds the layer's uncompressed tar under its diff ID (save, push). */
+  async ensureLayerBlob(rec: ImageRecord, index: number, diffId: string, chain: string): Promise<void> {
     if (await this.content.has(diffId)) return;
     const compressed = rec.layerBlobs?.[index];
     if (compressed && (await this.content.has(compressed.digest))) {

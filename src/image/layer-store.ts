@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, rename, stat, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { applyLayer, decompressStream } from './layer.ts';
+import { applyLayer, decompressStream, diffLayer } from './layer.ts';
 import { ensureDir, readJson, removeTree, writeJsonAtomic } from '../util/fsutil.ts';
 import { invalid, isErrno } from '../util/errors.ts';
 
@@ -114,6 +114,43 @@ export class LayerStore {
         await rename(tmp, this.dir(chainId));
       } catch (err) {
         // Someone else extracted the same layer meanwhile: keep theirs.
+        if (!isErrno(err, 'ENOTEMPTY') && !isErrno(err, 'EEXIST')) throw err;
+        await removeTree(tmp);
+      }
+      return meta;
+    } catch (err) {
+      await removeTree(tmp);
+      throw err;
+    }
+  }
+
+  /**
+   * Take a directory that already holds a layer in extracted form (an
+   * overlay upper, or a staging directory on the same filesystem) as a new
+   * layer on top of `parent`, without a tar round trip: its diff ID is the
+   * hash of the tar `diffLayer` makes of it, which is also what an export
+   * of the layer produces. The directory is moved; the caller loses it.
+   */
+  async adopt(parent: string | null, dir: string): Promise<LayerMeta> {
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of diffLayer(dir)) {
+      hash.update(chunk);
+      size += chunk.length;
+    }
+    const diffId = `sha256:${hash.digest('hex')}`;
+    const chainId = chainIdOf(parent, diffId);
+    const existing = await this.get(chainId);
+    if (existing) return existing;
+    const tmp = join(this.root, `tmp-${randomBytes(8).toString('hex')}`);
+    await mkdir(tmp, { mode: 0o755 });
+    try {
+      await rename(dir, join(tmp, 'diff'));
+      const meta: LayerMeta = { chainId, diffId, parent, size };
+      await writeJsonAtomic(join(tmp, 'meta.json'), meta);
+      try {
+        await rename(tmp, this.dir(chainId));
+      } catch (err) {
         if (!isErrno(err, 'ENOTEMPTY') && !isErrno(err, 'EEXIST')) throw err;
         await removeTree(tmp);
       }

@@ -10,7 +10,7 @@
  * trusted.overlay.opaque=y).
  */
 import { execFile, spawn } from 'node:child_process';
-import { constants as fsc } from 'node:fs';
+import { closeSync, constants as fsc, fchmodSync, fchownSync, futimesSync, lchownSync, lutimesSync, mkdirSync, openSync, symlinkSync, writeSync } from 'node:fs';
 import { link, lchown, lstat, lutimes, mkdir, open, readdir, readFile, readlink, rm, symlink, unlink, chmod } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -35,6 +35,12 @@ const OPAQUE_XATTR = 'trusted.overlay.opaque';
 /** Files up to this size are buffered and written concurrently with the next entries. */
 const SMALL_FILE = 256 * 1024;
 const MAX_INFLIGHT = 16;
+/**
+ * Output chunk of the gzip/zstd decoders. Each chunk is a round trip between
+ * the thread pool and the main thread, and the decoder waits for the main
+ * thread (busy creating files) between chunks: large chunks let it run ahead.
+ */
+const DECODE_CHUNK = 512 * 1024;
 
 interface OwnIds {
   uid: number;
@@ -313,11 +319,16 @@ class LayerApplier {
 
     switch (h.type) {
       case 'directory': {
-        // Creating first and looking only on a clash saves a stat per entry.
-        await mkdir(abs, 0o700).catch(async (err: unknown) => {
+        // Creating first and looking only on a clash saves a stat per entry;
+        // synchronously, since a thread-pool round trip costs more than mkdir(2).
+        let made = true;
+        try {
+          mkdirSync(abs, 0o700);
+        } catch (err) {
           if (!isErrno(err, 'EEXIST')) throw err;
-          if (!(await this.prepare(rel, true))) await mkdir(abs, 0o700);
-        });
+          made = false;
+        }
+        if (!made && !(await this.prepare(rel, true))) await mkdir(abs, 0o700);
         this.safeDirs.add(rel);
         this.dirAttrs.set(rel, { mode: h.mode, uid: h.uid, gid: h.gid, mtime: h.mtime });
         break;
@@ -326,7 +337,8 @@ class LayerApplier {
         if (h.size <= SMALL_FILE && !this.safeDirs.has(rel)) {
           const chunks: Buffer[] = [];
           for await (const c of entry.body) chunks.push(c);
-          await this.spawnWrite(rel, h, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+          const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+          if (!this.writeSmallSync(rel, h, data)) await this.spawnWrite(rel, h, data);
         } else {
           await this.writeFile(rel, h, entry.body);
         }
@@ -336,13 +348,19 @@ class LayerApplier {
       case 'symlink': {
         if (h.linkname === '') throw invalid(`tar entry ${JSON.stringify(h.name)}: symlink without a target`);
         // The target is only ever resolved inside the container, so it may say anything.
-        await symlink(h.linkname, abs).catch(async (err: unknown) => {
+        let made = true;
+        try {
+          symlinkSync(h.linkname, abs);
+        } catch (err) {
           if (!isErrno(err, 'EEXIST')) throw err;
+          made = false;
+        }
+        if (!made) {
           await this.prepare(rel, false);
           await symlink(h.linkname, abs);
-        });
-        await lchown(abs, h.uid, h.gid);
-        await lutimes(abs, h.mtime, h.mtime);
+        }
+        lchownSync(abs, h.uid, h.gid);
+        lutimesSync(abs, h.mtime, h.mtime);
         break;
       }
       case 'hardlink': {
@@ -397,6 +415,36 @@ class LayerApplier {
     await lchown(abs, h.uid, h.gid);
     await chmod(abs, h.mode & 0o7777);
     await lutimes(abs, h.mtime, h.mtime);
+  }
+
+  /**
+   * Writes a small new file with synchronous calls. A layer is mostly small
+   * files, and for them the four or five round trips through libuv's thread
+   * pool cost far more than the system calls themselves (measured: a 200 MB
+   * Debian layer extracts in well under half the time). Returns false when
+   * the path is taken, leaving the replacement to the async path.
+   */
+  private writeSmallSync(rel: string, h: TarHeader, data: Buffer): boolean {
+    const abs = this.abs(rel);
+    const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+    const perm = h.mode & 0o777;
+    let fd: number;
+    try {
+      fd = openSync(abs, flags, perm);
+    } catch (err) {
+      if (isErrno(err, 'EEXIST')) return false;
+      throw err;
+    }
+    try {
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+      if (h.uid !== this.ownIds.uid || h.gid !== this.ownIds.gid || this.ownIds.setgidRoot) fchownSync(fd, h.uid, h.gid);
+      if ((h.mode & 0o7000) !== 0 || this.ownIds.umask === null || (perm & this.ownIds.umask) !== 0) fchmodSync(fd, h.mode & 0o7777);
+      futimesSync(fd, h.mtime, h.mtime);
+    } finally {
+      closeSync(fd);
+    }
+    return true;
   }
 
   private async writeFile(rel: string, h: TarHeader, body: AsyncIterable<Buffer> | Iterable<Buffer>): Promise<void> {
@@ -789,10 +837,10 @@ export async function* decompressStream(input: ByteSource): AsyncGenerator<Buffe
   let decoder: NodeJS.ReadWriteStream | null = null;
   let format = '';
   if (first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b) {
-    decoder = createGunzip();
+    decoder = createGunzip({ chunkSize: DECODE_CHUNK });
     format = 'gzip';
   } else if (first.length >= 4 && first.readUInt32LE(0) === 0xfd2fb528) {
-    decoder = createZstdDecompress();
+    decoder = createZstdDecompress({ chunkSize: DECODE_CHUNK });
     format = 'zstd';
   }
   if (!decoder) {

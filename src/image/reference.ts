@@ -200,3 +200,10 @@ export function refString(ref: Reference): string {
 export function registryHost(ref: Reference): string {
   return ref.domain === DEFAULT_DOMAIN ? DEFAULT_REGISTRY_HOST : ref.domain;
 }
+
+const REPOSITORY_PATH_RE = new RegExp(`^${PATH}$`);
+
+/** A repository path as a registry names it, without a domain: `library/busybox`. */
+export function isValidRepositoryPath(s: string): boolean {
+  return s.length <= NAME_MAX && REPOSITORY_PATH_RE.test(s);
+}

@@ -19,6 +19,8 @@ export interface ExitInfo {
   exitCode: number;
   signal: number;
   finishedAt: string;
+  /** The kernel's OOM killer struck in the container's memory cgroup. */
+  oomKilled?: boolean;
 }
 
 export interface MonitorState {
@@ -153,8 +155,14 @@ export class MonitorConnection extends EventEmitter {
     this.sock.write(encodeFrame(FRAME_RESIZE, JSON.stringify({ h, w })));
   }
 
+  /**
+   * Ask the monitor to exit once its work is done. The socket stays open:
+   * half-closing it would make the monitor drop this client at once, and the
+   * `close` that callers wait for would come before the runtime's state and
+   * the mount are released (a restart then races the old cleanup).
+   */
   shutdown(): void {
-    if (!this.sock.destroyed) this.sock.end(encodeFrame(FRAME_SHUTDOWN, Buffer.alloc(0)));
+    if (!this.sock.destroyed) this.sock.write(encodeFrame(FRAME_SHUTDOWN, Buffer.alloc(0)));
   }
 
   close(): void {

@@ -7,6 +7,7 @@ export type ErrorKind =
   | 'Conflict'
   | 'InvalidParameter'
   | 'Forbidden'
+  | 'Unauthorized'
   | 'NotModified'
   | 'Unavailable'
   | 'System';

@@ -68,7 +68,7 @@ export class TestDaemon {
 
   async start(extraArgs: string[] = []): Promise<void> {
     this.log = '';
-    this.proc = spawn(BERTHD, ['--data-root', this.dataRoot, '--exec-root', this.execRoot, '-H', this.host, '--cgroup-parent', this.cgroupParent, '--bridge', this.bridge, '--default-address-pool', `base=${this.addressPool},size=24`, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(BERTHD, ['--data-root', this.dataRoot, '--exec-root', this.execRoot, '-H', this.host, '--cgroup-parent', this.cgroupParent, '--bridge', this.bridge, '--default-address-pool', `base=${this.addressPool},size=24`, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BERTH_REGISTRY_LOOPBACK_ONLY: '1' } });
     this.proc.stdout!.on('data', (d: Buffer) => { this.log += d.toString(); });
     this.proc.stderr!.on('data', (d: Buffer) => { this.log += d.toString(); });
     const deadline = Date.now() + 15000;
@@ -90,7 +90,8 @@ export class TestDaemon {
   }
 
   env(): NodeJS.ProcessEnv {
-    return { ...process.env, DOCKER_HOST: this.host, BERTH_HOST: this.host, DOCKER_CONFIG: join(this.dir, 'docker-config') };
+    // Tests never reach a registry off this machine (no DNS lookup either).
+    return { ...process.env, DOCKER_HOST: this.host, BERTH_HOST: this.host, DOCKER_CONFIG: join(this.dir, 'docker-config'), BERTH_REGISTRY_LOOPBACK_ONLY: '1' };
   }
 
   /** Run the berth CLI against this daemon. */

@@ -238,3 +238,12 @@ test('bad input: malformed JSON, unknown container, bad names, unknown signal', 
   d.berth(['rm', '-f', id, sig]);
   assert.equal(d.berth(['ps', '-aq']).stdout.trim(), '');
 });
+
+test('an image that is not here is not fetched from a registry off this machine', () => {
+  for (const r of [d.docker(['run', '--rm', 'no-such-image-here']), d.berth(['run', '--rm', 'no-such-image-here'])]) {
+    assert.equal(r.code, 125, r.stderr);
+    assert.match(r.stderr, /Unable to find image 'no-such-image-here:latest' locally/);
+    assert.match(r.stderr, /registry docker\.io is not on loopback/);
+  }
+  assert.equal(d.berth(['ps', '-aq']).stdout.trim(), '');
+});

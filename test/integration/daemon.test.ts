@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestDaemon } from '../helpers/daemon.ts';
 
@@ -102,6 +102,62 @@ test('live restore: SIGKILL berthd while containers run; the next berthd adopts 
   assert.equal(a.berth(['ps', '-aq']).stdout.trim(), '');
   const mounts = readFileSync('/proc/self/mounts', 'utf8');
   assert.ok(!mounts.includes(a.dir), 'no mounts left');
+});
+
+test('live restore with limits, health and pause: berthd SIGKILLed mid-run; stats, update, stop, wait and logs work on adopted containers; nothing leaks', async () => {
+  const busy = a.berth(['run', '-d', '--name', 'lr-busy', '-m', '64m', '--pids-limit', '20', '--health-cmd', 'true', '--health-interval', '200ms',
+    'busybox', 'sh', '-c', 'i=0; while true; do i=$((i+1)); echo n$i; sleep 0.1; done']).stdout.trim();
+  const frozen = a.berth(['run', '-d', '--name', 'lr-paused', 'busybox', 'sleep', '300']).stdout.trim();
+  assert.equal(a.berth(['pause', frozen]).code, 0);
+  const pid = Number(a.berth(['inspect', '-f', '{{.State.Pid}}', busy]).stdout.trim());
+  const monitors = (): number[] => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).filter((p) => {
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      return cmd.includes('berth-monitor') && cmd.includes(a.dir);
+    } catch {
+      return false;
+    }
+  });
+  assert.equal(monitors().length, 2);
+  await a.stop('SIGKILL');
+  const linesBefore = readFileSync(`${a.dataRoot}/containers/${busy}/${busy}-json.log`, 'utf8').split('\n').length;
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.ok(readFileSync(`${a.dataRoot}/containers/${busy}/${busy}-json.log`, 'utf8').split('\n').length > linesBefore, 'the log grows while berthd is down');
+  await a.start();
+  assert.equal(a.berth(['inspect', '-f', '{{.State.Running}} {{.State.Pid}}', busy]).stdout.trim(), `true ${pid}`);
+  assert.equal(a.berth(['inspect', '-f', '{{.State.Status}}', frozen]).stdout.trim(), 'paused');
+  const stats = a.docker(['stats', '--no-stream', '--format', '{{.Name}} {{.MemUsage}} {{.PIDs}}', busy]);
+  assert.match(stats.stdout.trim(), /^lr-busy [\d.]+[KMG]?i?B \/ 64MiB \d+$/, stats.stderr);
+  // Health probes resume on the adopted container.
+  const lastProbe = () => {
+    const log = JSON.parse(a.berth(['inspect', '-f', '{{json .State.Health.Log}}', busy]).stdout) as Array<{ Start: string }>;
+    return log[log.length - 1]?.Start ?? '';
+  };
+  const before = lastProbe();
+  for (let i = 0; i < 100 && lastProbe() === before; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.notEqual(lastProbe(), before, 'health probes run after adoption');
+  assert.equal(a.berth(['inspect', '-f', '{{.State.Health.Status}}', busy]).stdout.trim(), 'healthy');
+  assert.equal(a.docker(['update', '--pids-limit', '30', busy]).code, 0);
+  assert.equal(a.docker(['unpause', frozen]).code, 0);
+  const waiter = a.spawn('docker', ['wait', busy]);
+  const waited = new Promise<string>((resolve) => {
+    let out = '';
+    waiter.stdout!.on('data', (c) => (out += c));
+    waiter.on('exit', () => resolve(out.trim()));
+  });
+  assert.equal(a.docker(['stop', '-t', '1', busy, frozen]).code, 0);
+  assert.equal(await waited, '137');
+  assert.match(a.berth(['logs', '--tail', '1', busy]).stdout, /^n\d+\n$/);
+  assert.equal(a.berth(['rm', busy, frozen]).code, 0);
+  for (let i = 0; i < 50 && monitors().length; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(monitors(), [], 'no monitor processes left');
+  assert.ok(!readFileSync('/proc/self/mounts', 'utf8').includes(a.dir), 'no mounts left');
+  for (const ctl of readdirSync('/sys/fs/cgroup')) {
+    const dir = `/sys/fs/cgroup/${ctl}${a.cgroupParent}`;
+    if (!existsSync(dir)) continue;
+    const children = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory());
+    assert.deepEqual(children.map((c) => c.name), [], `no container cgroups left under ${dir}`);
+  }
 });
 
 test('--config-file: daemon.json keys apply; a bad file, an unknown runtime and an unusable runtime stop berthd with a clear error', async () => {

@@ -2,10 +2,13 @@ import type { Router } from '../router.ts';
 import { HANDLED, qBool, qFilters, qInt, reply, versionAtLeast } from '../router.ts';
 import { readJsonBody, commonHeaders } from '../server.ts';
 import { frame, hijack } from '../streams.ts';
+import { connectInput } from '../attach-stream.ts';
+import { checkDetachKeys } from './exec.ts';
 import type { Engine } from '../../engine/engine.ts';
 import type { CreateRequest } from '../../engine/container-create.ts';
 import type { AttachSink } from '../../engine/containers.ts';
 import { filterContainers, summary } from '../../engine/container-view.ts';
+import { readOnlyMountsNonRecursive } from '../../volume/mount-spec.ts';
 import { invalid } from '../../util/errors.ts';
 import { parseTimeArg } from '../../util/time.ts';
 
@@ -27,6 +30,7 @@ export function containerRoutes(r: Router, engine: Engine): void {
   r.post('/containers/create', async (ctx) => {
     const body = await readJsonBody<CreateRequest>(ctx.req);
     if (!body) throw invalid('config cannot be empty in order to create a container');
+    if (!versionAtLeast(ctx, '1.44')) readOnlyMountsNonRecursive(body.HostConfig?.Mounts);
     const res = await cs.create(body, ctx.query.get('name') || undefined);
     return reply(201, res);
   });
@@ -34,7 +38,7 @@ export function containerRoutes(r: Router, engine: Engine): void {
   r.get('/containers/{id}/json', async (ctx) => {
     const rec = cs.find(ctx.params.id!);
     const { berth: _own, ...inspect } = rec;
-    const out: Record<string, unknown> = { ...inspect, GraphDriver: { Name: 'overlay2', Data: { UpperDir: `${cs.store.dir(rec.Id)}/upper`, WorkDir: `${cs.store.dir(rec.Id)}/work`, MergedDir: `${cs.store.dir(rec.Id)}/rootfs` } } };
+    const out: Record<string, unknown> = { ...inspect, ExecIDs: engine.execs.idsFor(rec.Id), GraphDriver: { Name: 'overlay2', Data: { UpperDir: `${cs.store.dir(rec.Id)}/upper`, WorkDir: `${cs.store.dir(rec.Id)}/work`, MergedDir: `${cs.store.dir(rec.Id)}/rootfs` } } };
     if (qBool(ctx.query, 'size')) Object.assign(out, await cs.sizes(rec));
     if (!versionAtLeast(ctx, '1.45')) {
       // Older clients expect the image name in Config.Image exactly as given.
@@ -100,6 +104,7 @@ export function containerRoutes(r: Router, engine: Engine): void {
     const rec = cs.find(ctx.params.id!);
     const q = ctx.query;
     const tty = rec.Config.Tty;
+    const detachKeys = checkDetachKeys(q.get('detachKeys'));
     const stream = hijack(ctx, tty);
     const sink: AttachSink = {
       stdout: qBool(q, 'stdout'),
@@ -108,10 +113,7 @@ export function containerRoutes(r: Router, engine: Engine): void {
       end: () => stream.end(),
     };
     const handle = await cs.attach(rec.Id, sink, { stdin: qBool(q, 'stdin'), logs: qBool(q, 'logs'), stream: qBool(q, 'stream') });
-    if (qBool(q, 'stdin') && stream.input) {
-      stream.input.on('data', (d: Buffer) => handle.stdin(d));
-      stream.input.on('end', () => handle.closeStdin());
-    }
+    connectInput(stream.input, handle, { stdin: qBool(q, 'stdin'), tty, detachKeys, end: () => { handle.detach(); stream.end(); } });
     stream.onClose(() => handle.detach());
     return HANDLED;
   });

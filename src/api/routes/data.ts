@@ -14,6 +14,4 @@ export function dataRoutes(r: Router, engine: Engine): void {
  */
 export function fallbackPruneRoutes(r: Router): void {
   r.post('/networks/prune', () => ({ NetworksDeleted: null }));
-  r.post('/volumes/prune', () => ({ VolumesDeleted: null, SpaceReclaimed: 0 }));
-  r.post('/build/prune', () => ({ CachesDeleted: null, SpaceReclaimed: 0 }));
 }

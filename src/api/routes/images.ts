@@ -4,10 +4,10 @@ import type { Router, Ctx } from '../router.ts';
 import { HANDLED, qBool, qFilters, reply, versionAtLeast } from '../router.ts';
 import { commonHeaders } from '../server.ts';
 import { jsonStream } from '../streams.ts';
+import { pullRoute } from './distribution.ts';
 import type { Engine } from '../../engine/engine.ts';
 import type { ImageInspect } from '../../engine/images.ts';
-import { familiarName, parseReference } from '../../image/reference.ts';
-import { BerthError, invalid, systemError } from '../../util/errors.ts';
+import { invalid, systemError } from '../../util/errors.ts';
 
 function isEmpty(v: unknown): boolean {
   if (v === undefined || v === null || v === '' || v === false) return true;
@@ -141,15 +141,7 @@ export function imageRoutes(r: Router, engine: Engine): void {
     const q = ctx.query;
     const fromImage = q.get('fromImage');
     const fromSrc = q.get('fromSrc');
-    if (fromImage) {
-      let name = fromImage;
-      try {
-        name = familiarName(parseReference(fromImage));
-      } catch {
-        // An unparsable name is reported as given.
-      }
-      throw new BerthError('NotFound', `pull access denied for ${name}, repository does not exist or may require 'docker login'`);
-    }
+    if (fromImage) return pullRoute(ctx, engine);
     if (!fromSrc) throw invalid('either fromImage or fromSrc must be given');
     const opts = {
       repo: q.get('repo') || undefined,

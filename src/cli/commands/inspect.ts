@@ -3,13 +3,14 @@ import { CliError } from '../command.ts';
 import { ApiError } from '../client.ts';
 import { parseTemplate } from '../format/template.ts';
 
-type Kind = 'container' | 'image';
+type Kind = 'container' | 'image' | 'volume';
 
 async function fetchOne(ctx: CliContext, kind: Kind | undefined, name: string, size: boolean): Promise<unknown> {
-  const tries: Kind[] = kind ? [kind] : ['container', 'image'];
+  const tries: Kind[] = kind ? [kind] : ['container', 'image', 'volume'];
   for (const k of tries) {
     try {
       if (k === 'container') return await ctx.client.get(`/containers/${encodeURIComponent(name)}/json`, { size: size || undefined });
+      if (k === 'volume') return await ctx.client.get(`/volumes/${encodeURIComponent(name)}`);
       return await ctx.client.get(`/images/${encodeURIComponent(name)}/json`);
     } catch (err) {
       if (!(err instanceof ApiError) || err.status !== 404) throw err;
@@ -31,7 +32,7 @@ function inspectCommand(name: string, kind: Kind | undefined, use: string, short
     minArgs: 1,
     async run(ctx, f, args) {
       const t = (f.str('type') as Kind | undefined) ?? kind;
-      if (t && t !== 'container' && t !== 'image') throw new CliError(`"${t}" is not a valid value for --type`, 1);
+      if (t && t !== 'container' && t !== 'image' && t !== 'volume') throw new CliError(`"${t}" is not a valid value for --type`, 1);
       const found: unknown[] = [];
       const errors: string[] = [];
       for (const a of args) {

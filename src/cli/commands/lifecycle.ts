@@ -1,6 +1,7 @@
 import type { Command, CliContext } from '../command.ts';
 import { CliError, println } from '../command.ts';
 import { openAttach, pumpAttach } from '../attach.ts';
+import { checkDetachKeysFlag } from '../tty.ts';
 import { humanSize } from '../../util/units.ts';
 
 interface InspectLite {
@@ -47,8 +48,10 @@ export const commands: Command[] = [
     async run(ctx, f, args) {
       if (f.bool('attach') || f.bool('interactive')) {
         if (args.length > 1) throw new CliError('you cannot start and attach multiple containers at once', 1);
+        checkDetachKeysFlag(f.str('detach-keys'));
         const c = await ctx.client.get<InspectLite>(`/containers/${encodeURIComponent(args[0]!)}/json`);
-        const o = { stdin: f.bool('interactive') && c.Config.OpenStdin, stdout: true, stderr: true, tty: c.Config.Tty, detachKeys: f.str('detach-keys') };
+        if (f.bool('interactive') && c.Config.Tty && !process.stdin.isTTY) throw new CliError('the input device is not a TTY', 1);
+        const o = { stdin: f.bool('interactive') && c.Config.OpenStdin, stdout: true, stderr: true, tty: c.Config.Tty, detachKeys: f.str('detach-keys'), sigProxy: true };
         const sock = await openAttach(ctx.client, c.Id, o);
         const waitRes = await ctx.client.raw('POST', `/containers/${c.Id}/wait`, { query: { condition: 'next-exit' } });
         const status = (async () => {
@@ -59,7 +62,10 @@ export const commands: Command[] = [
         status.catch(() => undefined);
         const pumped = pumpAttach(ctx.client, c.Id, sock, o);
         await ctx.client.post(`/containers/${c.Id}/start`);
-        await pumped;
+        if ((await pumped) === 'detached') {
+          waitRes.destroy();
+          return 0;
+        }
         return (await status).StatusCode;
       }
       return forEach(ctx, args, (n) => ctx.client.post(`/containers/${encodeURIComponent(n)}/start`));
@@ -151,9 +157,11 @@ export const commands: Command[] = [
     async run(ctx, f, args) {
       const c = await ctx.client.get<InspectLite>(`/containers/${encodeURIComponent(args[0]!)}/json`);
       if (!c.State.Running) throw new CliError('You cannot attach to a stopped container, start it first', 1);
-      const o = { stdin: !f.bool('no-stdin') && c.Config.OpenStdin, stdout: true, stderr: true, tty: c.Config.Tty, detachKeys: f.str('detach-keys') };
+      if (!f.bool('no-stdin') && c.Config.Tty && !process.stdin.isTTY) throw new CliError('the input device is not a TTY', 1);
+      checkDetachKeysFlag(f.str('detach-keys'));
+      const o = { stdin: !f.bool('no-stdin') && c.Config.OpenStdin, stdout: true, stderr: true, tty: c.Config.Tty, detachKeys: f.str('detach-keys'), sigProxy: f.bool('sig-proxy') };
       const sock = await openAttach(ctx.client, c.Id, o);
-      await pumpAttach(ctx.client, c.Id, sock, o);
+      if ((await pumpAttach(ctx.client, c.Id, sock, o, true)) === 'detached') throw new CliError('read escape sequence', 1);
       const r = await ctx.client.get<{ State: { Running: boolean; ExitCode: number } }>(`/containers/${c.Id}/json`);
       return r.State.Running ? 0 : r.State.ExitCode;
     },

@@ -5,7 +5,7 @@ import type { Flags } from '../flags.ts';
 import { ApiError } from '../client.ts';
 import { CONTAINER_FLAGS, RUN_ONLY_FLAGS, buildCreateBody } from '../container-opts.ts';
 import { openAttach, pumpAttach } from '../attach.ts';
-import { pullImage } from '../pull.ts';
+import { checkDetachKeysFlag } from '../tty.ts';
 
 async function createContainer(ctx: CliContext, f: Flags, args: string[], detach: boolean): Promise<string> {
   const [image, ...cmd] = args;
@@ -13,7 +13,9 @@ async function createContainer(ctx: CliContext, f: Flags, args: string[], detach
   const query = { name, platform };
   const pullMode = f.str('pull') ?? 'missing';
   if (!['always', 'missing', 'never'].includes(pullMode)) throw new CliError(`invalid pull option: '${pullMode}': must be one of "always", "missing" or "never"`, 125);
-  if (pullMode === 'always') await pullImage(ctx, image!, { quiet: f.bool('quiet'), platform });
+  // The pull machinery (credentials, progress drawing) loads only when a pull happens.
+  const pullImage = async (...a: Parameters<typeof import('../pull.ts').pullImage>) => (await import('../pull.ts')).pullImage(...a);
+  if (pullMode === 'always') await pullImage(ctx, image!, { quiet: f.bool('quiet'), platform, out: ctx.err });
   let res: { Id: string; Warnings?: string[] };
   try {
     res = await ctx.client.post<{ Id: string; Warnings?: string[] }>('/containers/create', body, query);
@@ -21,7 +23,7 @@ async function createContainer(ctx: CliContext, f: Flags, args: string[], detach
     if (!(err instanceof ApiError) || err.status !== 404 || !err.message.startsWith('No such image') || pullMode === 'never') throw err;
     const shown = image!.includes(':') || image!.includes('@') ? image! : `${image}:latest`;
     ctx.err.write(`Unable to find image '${shown}' locally\n`);
-    await pullImage(ctx, image!, { quiet: f.bool('quiet'), platform });
+    await pullImage(ctx, image!, { quiet: f.bool('quiet'), platform, out: ctx.err });
     res = await ctx.client.post<{ Id: string; Warnings?: string[] }>('/containers/create', body, query);
   }
   for (const w of res.Warnings ?? []) ctx.err.write(`WARNING: ${w}\n`);
@@ -56,6 +58,7 @@ export const commands: Command[] = [
       if (f.bool('tty') && f.bool('interactive') && !detach && !process.stdin.isTTY) {
         throw new CliError('the input device is not a TTY', 1);
       }
+      checkDetachKeysFlag(f.str('detach-keys'), 125);
       const id = await createContainer(ctx, f, args, detach);
       if (detach) {
         try {
@@ -73,6 +76,7 @@ export const commands: Command[] = [
         stderr: attachList.length ? attachList.includes('stderr') : true,
         tty: f.bool('tty'),
         detachKeys: f.str('detach-keys'),
+        sigProxy: f.bool('sig-proxy'),
       };
       // The wait must be registered before the start, or a short-lived container's exit is missed.
       const [sock, waitRes] = await Promise.all([
@@ -93,7 +97,11 @@ export const commands: Command[] = [
         sock.destroy();
         throw new CliError(`berth: Error response from daemon: ${(err as Error).message}.`, exitCodeFor((err as Error).message));
       }
-      await pumped;
+      // Detached with the keys: the container keeps running, the CLI leaves quietly.
+      if ((await pumped) === 'detached') {
+        waitRes.destroy();
+        return 0;
+      }
       const st = await status;
       if (st.Error?.Message) ctx.err.write(`${st.Error.Message}\n`);
       return st.StatusCode;
