@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 export const BUSYBOX_TAR = join(ROOT, '.cache', 'busybox.tar');
@@ -45,28 +46,48 @@ export async function waitFor(check: () => boolean, ms: number, what: string): P
 export class BenchBerthd {
   readonly dir = mkdtempSync('/tmp/berth-bench-');
   readonly socket = join(this.dir, 'berth.sock');
+  /** Its own default bridge and address pool (named as the test daemons' are, so the leftover cleaner knows them). */
+  readonly bridge = `bt${createHash('sha1').update(this.dir).digest('hex').slice(0, 8)}`;
+  private readonly pool = `10.${64 + (createHash('sha1').update(this.dir).digest()[4]! % 128)}.${(createHash('sha1').update(this.dir).digest()[5]! % 16) * 16}.0/21`;
   private proc?: ChildProcess;
   get env(): NodeJS.ProcessEnv {
     return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'dc') };
   }
   async start(): Promise<void> {
-    this.proc = spawn(join(ROOT, 'bin', 'berthd'), ['--data-root', join(this.dir, 'data'), '--exec-root', join(this.dir, 'exec'), '-H', `unix://${this.socket}`, '--cgroup-parent', `/${this.dir.split('/').pop()}`], { stdio: 'ignore' });
+    this.proc = spawn(join(ROOT, 'bin', 'berthd'), ['--data-root', join(this.dir, 'data'), '--exec-root', join(this.dir, 'exec'), '-H', `unix://${this.socket}`, '--cgroup-parent', `/${this.dir.split('/').pop()}`, '--bridge', this.bridge, '--default-address-pool', `base=${this.pool},size=24`], { stdio: 'ignore' });
     await waitFor(() => spawnSync(join(ROOT, 'bin', 'berth'), ['version'], { env: this.env }).status === 0, 15000, 'berthd');
     const r = spawnSync(join(ROOT, 'bin', 'berth'), ['import', '-c', 'CMD ["sh"]', BUSYBOX_TAR, 'busybox:latest'], { env: this.env });
     if (r.status !== 0) throw new Error(`import failed: ${r.stderr}`);
   }
-  stop(): void {
+  async stop(): Promise<void> {
     spawnSync(join(ROOT, 'bin', 'berth'), ['rm', '-f', ...spawnSync(join(ROOT, 'bin', 'berth'), ['ps', '-aq'], { env: this.env, encoding: 'utf8' }).stdout.split('\n').filter(Boolean)], { env: this.env });
-    this.proc?.kill('SIGTERM');
+    const p = this.proc;
+    if (p && p.exitCode === null) {
+      // A clean shutdown with nothing running removes berthd's bridges and rules itself.
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10000))]);
+    }
     spawnSync('bash', [join(ROOT, 'scripts', 'clean-test-leftovers.sh'), this.dir]);
   }
 }
 
 /**
  * Docker Engine (Debian's docker.io) started by hand with its own data root
- * and socket, no bridge and no iptables rules, so it touches nothing else.
+ * and socket. By default it has no bridge and no iptables rules, so it
+ * touches nothing else; with `network` it gets a bridge of its own (made
+ * here, with a subnet from `network.subnet`) and its iptables rules, and
+ * stop() removes the bridge and every rule and chain it added.
  */
 export class BenchDockerd {
+  private readonly network?: { bridge: string; gateway: string };
+  private iptablesBefore = '';
+  constructor(opts: { network?: { subnet24: string } } = {}) {
+    if (opts.network) {
+      const bridge = `bd${createHash('sha1').update(this.dir).digest('hex').slice(0, 8)}`;
+      this.network = { bridge, gateway: `${opts.network.subnet24.replace(/\.0\/24$/, '')}.1/24` };
+    }
+  }
   readonly dir = mkdtempSync('/tmp/berth-bench-dockerd-');
   readonly socket = join(this.dir, 'docker.sock');
   private proc?: ChildProcess;
@@ -79,7 +100,17 @@ export class BenchDockerd {
   async start(extraArgs: string[] = []): Promise<void> {
     const exec = join(this.dir, 'exec');
     mkdirSync(exec, { recursive: true });
-    this.proc = spawn('dockerd', ['--data-root', join(this.dir, 'data'), '--exec-root', exec, '-H', `unix://${this.socket}`, '--pidfile', join(this.dir, 'docker.pid'), '--bridge', 'none', '--iptables=false', '--ip6tables=false', ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let net = ['--bridge', 'none', '--iptables=false', '--ip6tables=false'];
+    if (this.network) {
+      this.iptablesBefore = iptablesSave();
+      const { bridge, gateway } = this.network;
+      for (const cmd of [['link', 'add', bridge, 'type', 'bridge'], ['addr', 'add', gateway, 'dev', bridge], ['link', 'set', bridge, 'up']]) {
+        const r = spawnSync('ip', cmd, { encoding: 'utf8' });
+        if (r.status !== 0) throw new Error(`ip ${cmd.join(' ')}: ${r.stderr}`);
+      }
+      net = ['--bridge', bridge, '--iptables=true', '--ip6tables=false'];
+    }
+    this.proc = spawn('dockerd', ['--data-root', join(this.dir, 'data'), '--exec-root', exec, '-H', `unix://${this.socket}`, '--pidfile', join(this.dir, 'docker.pid'), ...net, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     this.proc.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
     try {
@@ -103,6 +134,10 @@ export class BenchDockerd {
     // A shim whose container never reported its exit would outlive dockerd.
     spawnSync('pkill', ['-9', '-f', `containerd-shim.*${this.dir}`]);
     for (const m of readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(this.dir)).reverse()) spawnSync('umount', ['-l', m]);
+    if (this.network) {
+      removeAddedRules(this.iptablesBefore);
+      spawnSync('ip', ['link', 'del', 'dev', this.network.bridge]);
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -126,5 +161,22 @@ export class RuncFloor {
   }
   cleanup(): void {
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function iptablesSave(): string {
+  return ['nat', 'filter'].map((t) => `*${t}\n${spawnSync('iptables', ['-t', t, '-S'], { encoding: 'utf8' }).stdout}`).join('');
+}
+
+/** Delete every rule and chain that appeared since `before` (Docker Engine leaves its own behind). */
+function removeAddedRules(before: string): void {
+  const had = new Set(before.split('\n'));
+  for (const t of ['nat', 'filter']) {
+    const now = spawnSync('iptables', ['-t', t, '-S'], { encoding: 'utf8' }).stdout.split('\n');
+    const has = (l: string) => had.has(l) && before.includes(`*${t}\n`) && before.split(`*${t}\n`)[1]!.split('*')[0]!.split('\n').includes(l);
+    for (const l of now.filter((x) => x.startsWith('-A ') && !has(x))) {
+      spawnSync('iptables', ['-t', t, ...l.replace(/^-A /, '-D ').match(/(?:[^\s"]+|"[^"]*")+/g)!.map((a) => a.replace(/^"|"$/g, ''))]);
+    }
+    for (const l of now.filter((x) => x.startsWith('-N ') && !has(x))) spawnSync('iptables', ['-t', t, '-X', l.slice(3)]);
   }
 }

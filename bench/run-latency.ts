@@ -48,7 +48,7 @@ try {
     }
   }
 } finally {
-  berth.stop();
+  await berth.stop();
   floor.cleanup();
   await dockerd?.stop();
 }

@@ -31,6 +31,18 @@ done
 for d in "${dirs[@]}"; do
   grep -o " $d[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
 done
+# Network leftovers: the test daemon's bridges carry the alias berth:<bridge>,
+# its iptables chains end in -<bridge>; the bridge name is derived from the
+# directory as test/helpers/daemon.ts does.
+for d in "${dirs[@]}"; do
+  br="bt$(printf %s "$d" | sha1sum | cut -c1-8)"
+  ip -o link show 2>/dev/null | grep -F "alias berth:$br" | awk -F': ' '{print $2}' | sed 's/@.*//' | while read -r l; do ip link del dev "$l" 2>/dev/null; done
+  for t in nat filter; do
+    iptables -t "$t" -S 2>/dev/null | grep -E -- "-j BERTH-([A-Z0-9]+-)?$br\$" | grep -v -- "^-A BERTH-" | sed 's/^-A /-D /' | while read -r rule; do eval iptables -t "$t" "$rule" 2>/dev/null; done
+    for c in $(iptables -t "$t" -S 2>/dev/null | awk -v b="$br" '$1=="-N" && $2 ~ ("^BERTH-.*" b "$") {print $2}'); do iptables -t "$t" -F "$c" 2>/dev/null; done
+    for c in $(iptables -t "$t" -S 2>/dev/null | awk -v b="$br" '$1=="-N" && $2 ~ ("^BERTH-.*" b "$") {print $2}'); do iptables -t "$t" -X "$c" 2>/dev/null; done
+  done
+done
 for d in "${dirs[@]}"; do
   name=$(basename "$d")
   for cg in /sys/fs/cgroup/*/"$name" /sys/fs/cgroup/"$name"; do

@@ -3,6 +3,7 @@ import type { Engine } from '../engine/engine.ts';
 import { systemRoutes } from './routes/system.ts';
 import { containerRoutes } from './routes/containers.ts';
 import { imageRoutes } from './routes/images.ts';
+import { networkRoutes } from './routes/networks.ts';
 import { containerExtraRoutes } from './routes/container-extras.ts';
 import { buildRoutes } from './routes/build.ts';
 import { distributionRoutes } from './routes/distribution.ts';
@@ -20,6 +21,7 @@ export function buildRouter(engine: Engine): Router {
   containerExtraRoutes(r, engine);
   distributionRoutes(r, engine);
   imageRoutes(r, engine);
+  networkRoutes(r, engine);
   buildRoutes(r, engine);
   volumeRoutes(r, engine);
   archiveRoutes(r, engine);

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { FlagSpec, Flags } from './flags.ts';
 import { CliError } from './command.ts';
+import { parsePortSpecs } from './port-specs.ts';
 import { RESOURCE_FLAGS, applyResourceFlags } from './resource-opts.ts';
 import { MOUNT_FLAGS, applyMountFlags } from './mount-opts.ts';
 
@@ -21,8 +22,16 @@ export const CONTAINER_FLAGS: FlagSpec[] = [
   { name: 'entrypoint', type: 'string', description: 'Overwrite the default ENTRYPOINT of the image' },
   { name: 'label', short: 'l', type: 'list', description: 'Set meta data on a container' },
   { name: 'label-file', type: 'list', description: 'Read in a line delimited file of labels' },
-  { name: 'network', type: 'string', description: 'Connect a container to a network' },
-  { name: 'net', type: 'string', hidden: true },
+  { name: 'network', type: 'list', description: 'Connect a container to a network' },
+  { name: 'net', type: 'list', hidden: true },
+  { name: 'network-alias', type: 'list', description: 'Add network-scoped alias for the container' },
+  { name: 'net-alias', type: 'list', hidden: true },
+  { name: 'ip', type: 'string', description: 'IPv4 address (e.g., 172.30.100.104)' },
+  { name: 'mac-address', type: 'string', description: 'Container MAC address (e.g., 92:d0:c6:0a:29:33)' },
+  { name: 'publish', short: 'p', type: 'list', description: "Publish a container's port(s) to the host" },
+  { name: 'publish-all', short: 'P', type: 'bool', description: 'Publish all exposed ports to random ports' },
+  { name: 'expose', type: 'list', description: 'Expose a port or a range of ports' },
+  { name: 'link', type: 'list', description: 'Add link to another container' },
   { name: 'stop-signal', type: 'string', description: 'Signal to stop the container' },
   { name: 'stop-timeout', type: 'int', description: 'Timeout (in seconds) to stop a container' },
   { name: 'interactive', short: 'i', type: 'bool', description: 'Keep STDIN open even if not attached' },
@@ -126,7 +135,24 @@ export function buildCreateBody(f: Flags, image: string, cmd: string[], detach: 
   const attachStderr = !detach && (attach.length ? attach.includes('stderr') : true);
   const entrypoint = f.str('entrypoint');
   const stopTimeout = f.int('stop-timeout');
-  const network = f.str('network') ?? f.str('net') ?? 'default';
+  const networks = [...f.list('network'), ...f.list('net')];
+  const network = networks[0] ?? 'default';
+  const ports = parsePortSpecs(f.list('publish'), f.list('expose'));
+  const endpoints: Record<string, Record<string, unknown>> = {};
+  networks.forEach((n, i) => {
+    const ep: Record<string, unknown> = {};
+    // --ip, --mac-address and aliases apply to the first network, as with docker.
+    if (i === 0) {
+      const aliases = [...f.list('network-alias'), ...f.list('net-alias')];
+      if (aliases.length) ep.Aliases = aliases;
+      if (f.str('ip')) ep.IPAMConfig = { IPv4Address: f.str('ip') };
+      if (f.str('mac-address')) ep.MacAddress = f.str('mac-address');
+    }
+    endpoints[n] = ep;
+  });
+  if (!networks.length && (f.str('ip') || f.str('mac-address') || f.list('network-alias').length)) {
+    endpoints.default = { ...(f.str('ip') ? { IPAMConfig: { IPv4Address: f.str('ip') } } : {}), ...(f.str('mac-address') ? { MacAddress: f.str('mac-address') } : {}), ...(f.list('network-alias').length ? { Aliases: f.list('network-alias') } : {}) };
+  }
   const logOpts: Record<string, string> = {};
   for (const o of f.list('log-opt')) {
     const i = o.indexOf('=');
@@ -146,6 +172,9 @@ export function buildCreateBody(f: Flags, image: string, cmd: string[], detach: 
     DnsSearch: f.list('dns-search'),
     DnsOptions: f.list('dns-option'),
     ExtraHosts: f.list('add-host'),
+    PortBindings: ports.bindings,
+    PublishAllPorts: f.bool('publish-all'),
+    Links: f.list('link'),
     GroupAdd: f.list('group-add'),
     IpcMode: f.str('ipc') ?? '',
     PidMode: f.str('pid') ?? '',
@@ -170,6 +199,8 @@ export function buildCreateBody(f: Flags, image: string, cmd: string[], detach: 
     WorkingDir: f.str('workdir') ?? '',
     Entrypoint: entrypoint === undefined ? null : entrypoint === '' ? [''] : [entrypoint],
     Labels: labels,
+    ...(Object.keys(ports.exposed).length ? { ExposedPorts: ports.exposed } : {}),
+    ...(Object.keys(endpoints).length ? { NetworkingConfig: { EndpointsConfig: endpoints } } : {}),
     ...(f.str('stop-signal') ? { StopSignal: f.str('stop-signal') } : {}),
     ...(stopTimeout !== undefined ? { StopTimeout: stopTimeout } : {}),
     HostConfig: hostConfig,

@@ -20,6 +20,7 @@ const LOADERS: Record<string, Loader> = {
   inspect: () => import('./commands/inspect.ts'),
   images: () => import('./commands/images.ts'),
   system: () => import('./commands/system.ts'),
+  network: () => import('./commands/network.ts'),
   stats: () => import('./commands/stats.ts'),
   resources: () => import('./commands/resources.ts'),
   build: () => import('./commands/build.ts'),
@@ -46,6 +47,9 @@ const MODULES: Record<string, string> = {
   'container inspect': 'inspect', 'image inspect': 'inspect',
   'container prune': 'lifecycle', 'image prune': 'images', 'system prune': 'data',
   cp: 'cp', export: 'data', diff: 'data', 'system df': 'data', events: 'events',
+  port: 'network',
+  'network create': 'network', 'network ls': 'network', 'network inspect': 'network', 'network rm': 'network',
+  'network prune': 'network', 'network connect': 'network', 'network disconnect': 'network',
   build: 'build', 'builder prune': 'build', commit: 'commit',
   pull: 'registry', push: 'registry', login: 'registry', logout: 'registry', 'manifest inspect': 'registry',
   'volume create': 'volume', 'volume ls': 'volume', 'volume inspect': 'volume', 'volume rm': 'volume', 'volume prune': 'volume',
@@ -55,12 +59,13 @@ const MODULES: Record<string, string> = {
 /** `berth container ls` → `ps`, `berth image rm` → `rmi`, … */
 const GROUPS: Record<string, Record<string, string>> = {
   builder: { build: 'build', prune: 'builder prune' },
-  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', exec: 'exec', top: 'top', logs: 'logs', inspect: 'container inspect', prune: 'container prune', commit: 'commit', stats: 'stats', pause: 'pause', unpause: 'unpause', update: 'update' },
+  container: { cp: 'cp', export: 'export', diff: 'diff', ls: 'ps', list: 'ps', ps: 'ps', run: 'run', create: 'create', start: 'start', stop: 'stop', restart: 'restart', kill: 'kill', rm: 'rm', remove: 'rm', wait: 'wait', rename: 'rename', attach: 'attach', exec: 'exec', top: 'top', logs: 'logs', inspect: 'container inspect', prune: 'container prune', commit: 'commit', stats: 'stats', pause: 'pause', unpause: 'unpause', update: 'update', port: 'port' },
   image: { ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', tag: 'tag', history: 'history', import: 'import', load: 'load', save: 'save', inspect: 'image inspect', prune: 'image prune', pull: 'pull', push: 'push', build: 'build' },
   system: { info: 'info', prune: 'system prune', df: 'system df', events: 'events' },
   volume: { create: 'volume create', ls: 'volume ls', list: 'volume ls', inspect: 'volume inspect', rm: 'volume rm', remove: 'volume rm', prune: 'volume prune' },
   manifest: { inspect: 'manifest inspect' },
   registry: { serve: 'registry serve', gc: 'registry gc' },
+  network: { create: 'network create', ls: 'network ls', list: 'network ls', inspect: 'network inspect', rm: 'network rm', remove: 'network rm', prune: 'network prune', connect: 'network connect', disconnect: 'network disconnect' },
 };
 
 const GLOBAL_FLAGS: FlagSpec[] = [
@@ -90,6 +95,7 @@ Common Commands:
 Management Commands:
   container   Manage containers
   image       Manage images
+  network     Manage networks
   builder     Manage builds
   registry    Run berth's registry server
   system      Manage berth
@@ -98,7 +104,7 @@ Management Commands:
 
 Commands:
   attach, build, commit, cp, create, diff, events, export, history,
-  import, kill, load, login, logout, pause, pull, push, rename, restart,
+  import, kill, load, login, logout, pause, port, pull, push, rename, restart,
   rm, rmi, save, start, stats, stop, tag, top, unpause, update, wait
 
 Global Options:

@@ -16,6 +16,10 @@ export interface DaemonConfig {
   nativeDir: string;
   bridge?: string;
   bip?: string;
+  /** Upstream resolvers (ip or ip:port) for embedded DNS, and containers' default --dns. */
+  dns?: string[];
+  /** Where networks without --subnet get theirs (--default-address-pool base=CIDR,size=N). */
+  addressPools?: Array<{ base: string; size: number }>;
   debug: boolean;
   /** Binary mounted as /sbin/docker-init for --init (default: tini-static or catatonit, found on the host). */
   initPath?: string;
@@ -44,6 +48,8 @@ A self-sufficient runtime for containers.
 Options:
       --bridge string              Attach containers to a network bridge
       --bip string                 Network bridge IP
+      --default-address-pool list  Default address pools for node specific local networks
+      --dns list                   DNS server to use
       --cgroup-parent string       Parent cgroup for all containers (default "/berth")
       --config-file string         Daemon configuration file
       --data-root string           Root directory of persistent state (default "/var/lib/berth")
@@ -70,11 +76,36 @@ const FILE_KEYS: Record<string, string> = {
   'cgroup-parent': 'cgroup-parent',
   bridge: 'bridge',
   bip: 'bip',
+  dns: 'dns',
+  'default-address-pools': 'default-address-pool',
   debug: 'debug',
   'init-path': 'init-path',
 };
 
-function apply(cfg: DaemonConfig, key: string, value: string | boolean, fromFile: boolean): void {
+/** `base=10.10.0.0/16,size=24` (flag) or `{"base": …, "size": …}` (daemon.json). */
+function parsePool(value: unknown): { base: string; size: number } {
+  let base = '';
+  let size = NaN;
+  if (typeof value === 'object' && value !== null) {
+    base = String((value as { base?: unknown }).base ?? '');
+    size = Number((value as { size?: unknown }).size);
+  } else {
+    for (const kv of String(value).split(',')) {
+      const [k, v = ''] = kv.split('=');
+      if (k === 'base') base = v;
+      else if (k === 'size') size = Number(v);
+    }
+  }
+  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(base);
+  if (!m || !Number.isInteger(size) || size < Number(m[2]) || size > 30) throw invalid(`invalid default address pool: ${JSON.stringify(value)}: want base=<CIDR>,size=<prefix length>`);
+  return { base, size };
+}
+
+function apply(cfg: DaemonConfig, key: string, value: string | boolean | object, fromFile: boolean): void {
+  if (key === 'default-address-pool') {
+    (cfg.addressPools ??= []).push(parsePool(value));
+    return;
+  }
   const str = String(value);
   switch (key) {
     case 'host': cfg.hosts.push(str); break;
@@ -91,6 +122,7 @@ function apply(cfg: DaemonConfig, key: string, value: string | boolean, fromFile
     case 'cgroup-parent': cfg.cgroupParent = str; break;
     case 'bridge': cfg.bridge = str; break;
     case 'bip': cfg.bip = str; break;
+    case 'dns': (cfg.dns ??= []).push(str); break;
     case 'init-path': cfg.initPath = str; break;
     case 'debug': cfg.debug = value === true || str === 'true'; if (cfg.debug) cfg.logLevel = 'debug'; break;
     default: throw invalid(fromFile ? `unknown configuration key in config file: ${key}` : `unknown flag: --${key}`);
@@ -140,7 +172,7 @@ export function parseDaemonArgs(argv: string[], nativeDir: string): DaemonConfig
     for (const [k, v] of Object.entries(parsed)) {
       const flag = FILE_KEYS[k];
       if (!flag) throw invalid(`the following directives don't match any configuration option: ${k}`);
-      for (const item of Array.isArray(v) ? v : [v]) apply(cfg, flag, item as string | boolean, true);
+      for (const item of Array.isArray(v) ? v : [v]) apply(cfg, flag, item as string | boolean | object, true);
     }
   }
   // Flags win over the file, as with dockerd; list flags add to the file's lists.

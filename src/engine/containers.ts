@@ -7,13 +7,12 @@ import { mkdir, readFile, writeFile, rm, readdir } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { hostname as osHostname } from 'node:os';
 import { ContainerStore } from './container-store.ts';
 import type { ContainerRecord } from './container-types.ts';
 import { buildRecord } from './container-create.ts';
 import type { CreateRequest } from './container-create.ts';
 import type { EventBus } from './events.ts';
-import { hostsFile, resolveUser, resolvConf } from './rootfs.ts';
+import { resolveUser } from './rootfs.ts';
 import { readLog } from './logs.ts';
 import type { LogOptions, LogRecord } from './logs.ts';
 import type { ImageStore } from '../image/image-store.ts';
@@ -35,6 +34,7 @@ import { dirSize, ensureDir, removeTree } from '../util/fsutil.ts';
 import { newId, randomName } from '../util/ids.ts';
 import { log } from '../util/log.ts';
 import type { DaemonConfig } from '../daemon/config.ts';
+import type { NetworkService, NetworkSetup } from '../network/networks.ts';
 import { VolumeService } from '../volume/volume-service.ts';
 import { ContainerMounts, volumeUsers } from '../volume/container-mounts.ts';
 
@@ -85,13 +85,14 @@ export class ContainerService {
   private readonly images: ImageStore;
   private readonly layers: LayerStore;
   private readonly events: EventBus;
-  private hostResolv = '';
   /** Starts monitors; the exec service uses it too. */
   readonly launcher: MonitorLauncher;
   readonly volumes: VolumeService;
   private readonly mounts: ContainerMounts;
   /** Restart policies, health checks, pause state: set by the engine (src/engine/container-hooks.ts). */
   hooks?: ContainerHooks;
+  /** Networks: namespaces, addresses, ports, DNS (set by the engine). */
+  network?: NetworkService;
 
   constructor(cfg: DaemonConfig, images: ImageStore, layers: LayerStore, events: EventBus) {
     this.cfg = cfg;
@@ -119,10 +120,10 @@ export class ContainerService {
   async init(): Promise<void> {
     await ensureDir(this.runtimeRoot, 0o700);
     await ensureDir(join(this.cfg.execRoot, 'containers'), 0o700);
-    this.hostResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
     await this.volumes.store.init();
     const records = await this.store.init();
     for (const rec of records) await this.reconcile(rec);
+    await this.network?.reconcile();
     await this.mounts.adopt(this.store.all());
     await this.hooks?.booted(this.store.all());
     // Monitor directories of containers that no longer exist.
@@ -213,6 +214,7 @@ export class ContainerService {
     const dir = this.store.dir(id);
     const rec = buildRecord({ id, name: fullName, req, imageId: img.record.id, imageRef: req.Image, image: img.config, layers: chainIds(img.config.rootfs.diff_ids), dir });
     const warnings = this.validateHostConfig(rec);
+    this.network?.prepareCreate(rec, req.NetworkingConfig?.EndpointsConfig);
     const mountPlan = this.mounts.plan(rec);
     this.store.reserveName(fullName, id);
     try {
@@ -237,7 +239,7 @@ export class ContainerService {
     const mode = hc.NetworkMode;
     if (mode.startsWith('container:')) {
       const target = this.store.find(mode.slice(10));
-      if (!target) throw new BerthError('NotFound', `No such container: ${mode.slice(10)}`);
+      if (!target) throw invalid(`No such container: ${mode.slice(10)}`); // 400: a 404 from create reads as a missing image
     }
     return warnings;
   }
@@ -288,17 +290,10 @@ export class ContainerService {
     return { rec, running: false, release };
   }
 
-  /** Namespaces, mounts and files that the network mode decides. */
-  private networkSetup(rec: ContainerRecord): { ns: Record<string, 'private' | 'host' | { path: string }>; hostname: string } {
-    const mode = rec.HostConfig.NetworkMode;
-    if (mode === 'host') return { ns: { network: 'host' }, hostname: rec.Config.Hostname || osHostname() };
-    if (mode.startsWith('container:')) {
-      const other = this.find(mode.slice(10));
-      if (!other.State.Running) throw conflict(`cannot join network of a non running container: ${other.Id}`);
-      return { ns: { network: { path: `/proc/${other.State.Pid}/ns/net` } }, hostname: other.Config.Hostname };
-    }
-    // Bridge networking is not wired yet: such containers get a private namespace with loopback.
-    return { ns: { network: 'private' }, hostname: rec.Config.Hostname };
+  /** Namespace, hostname, /etc/hosts and resolv.conf that the network mode decides. */
+  private networkSetup(rec: ContainerRecord): Promise<NetworkSetup> {
+    if (!this.network) throw new Error('network service not wired');
+    return this.network.setup(rec);
   }
 
   /** Start, and on any failure leave the container stopped with the error recorded. */
@@ -327,12 +322,14 @@ export class ContainerService {
     const dir = this.store.dir(rec.Id);
     const xdir = this.execDir(rec.Id);
     const layerDirs = rec.berth.layers.map((c) => this.layers.diffDir(c)).reverse();
-    const net = this.networkSetup(rec);
     const hc = rec.HostConfig;
-    const [user] = await Promise.all([
+    const [user, net] = await Promise.all([
       resolveUser([join(dir, 'upper'), ...layerDirs], rec.Config.User, hc.GroupAdd ?? []),
+      this.networkSetup(rec).then(async (n) => {
+        await this.writeEtcFiles(rec, n);
+        return n;
+      }),
       mkdir(xdir, { recursive: true, mode: 0o700 }),
-      this.writeEtcFiles(rec, net.hostname),
     ]);
     const caps = computeCapabilities({ add: hc.CapAdd ?? [], drop: hc.CapDrop ?? [], privileged: hc.Privileged });
     const env = [...rec.Config.Env];
@@ -359,7 +356,7 @@ export class ContainerService {
       capabilities: caps,
       privileged: hc.Privileged,
       noNewPrivileges: (hc.SecurityOpt ?? []).some((o) => /^no-new-privileges(:true|=true)?$/.test(o)),
-      namespaces: { ...net.ns, ipc: hc.IpcMode === 'host' ? 'host' : 'private', pid: hc.PidMode === 'host' ? 'host' : 'private', uts: hc.UTSMode === 'host' ? 'host' : 'private' },
+      namespaces: { network: net.ns, ipc: hc.IpcMode === 'host' ? 'host' : 'private', pid: hc.PidMode === 'host' ? 'host' : 'private', uts: hc.UTSMode === 'host' ? 'host' : 'private' },
       cgroupsPath: `${hc.CgroupParent || this.cfg.cgroupParent}/${rec.Id}`,
       extraMounts: [...etcMounts.filter((m) => !userMounts.destinations.has(m.destination)), ...userMounts.mounts],
       shmSize: hc.ShmSize ?? 64 * 1024 * 1024,
@@ -454,6 +451,7 @@ export class ContainerService {
   /** Docker's exit codes for a process that could not be started: 127 not found, 126 not executable. */
   private async startFailed(rec: ContainerRecord, err: unknown): Promise<Error> {
     const msg = errorMessage(err);
+    await this.network?.teardown(rec).catch((e) => log.error('releasing the network failed', { id: rec.Id, error: errorMessage(e) }));
     const code = /executable file not found|no such file or directory/i.test(msg) ? 127 : /permission denied/i.test(msg) ? 126 : 128;
     rec.State = { ...rec.State, Status: rec.State.Status === 'running' ? 'exited' : rec.State.Status, Running: false, Pid: 0, ExitCode: code, Error: msg };
     await this.store.save(rec);
@@ -475,17 +473,11 @@ export class ContainerService {
     });
   }
 
-  private async writeEtcFiles(rec: ContainerRecord, hostname: string): Promise<void> {
-    const extra: Array<[string, string]> = [];
-    for (const h of rec.HostConfig.ExtraHosts ?? []) {
-      const i = h.indexOf(':');
-      if (i > 0) extra.push([h.slice(0, i), h.slice(i + 1)]);
-    }
-    const hosts = rec.HostConfig.NetworkMode === 'host' ? await readFile('/etc/hosts', 'utf8').catch(() => hostsFile(hostname)) : hostsFile(hostname, extra);
+  private async writeEtcFiles(rec: ContainerRecord, net: NetworkSetup): Promise<void> {
     await Promise.all([
-      writeFile(rec.HostnamePath, `${hostname}\n`),
-      writeFile(rec.HostsPath, hosts),
-      writeFile(rec.ResolvConfPath, resolvConf(this.hostResolv, { dns: rec.HostConfig.Dns, search: rec.HostConfig.DnsSearch, options: rec.HostConfig.DnsOptions })),
+      writeFile(rec.HostnamePath, `${net.hostname}\n`),
+      writeFile(rec.HostsPath, net.hosts),
+      writeFile(rec.ResolvConfPath, net.resolv),
     ]);
   }
 
@@ -513,6 +505,7 @@ export class ContainerService {
         }).finally(() => this.cleaning.delete(rec.Id)));
         conn.shutdown();
       }
+      await this.network?.teardown(rec).catch((e) => log.error('releasing the network failed', { id: rec.Id, error: errorMessage(e) }));
       // An auto-remove container's next write is its removal; one write saves a step of `run --rm`.
       await this.markExited(rec, exit, '', !rec.HostConfig.AutoRemove);
       await this.mounts.release(rec);
@@ -759,6 +752,7 @@ export class ContainerService {
     if (existsSync(join(this.runtimeRoot, rec.Id))) await runtimeDelete(this.cfg.runtimePath, this.runtimeRoot, rec.Id);
     const rootfs = join(this.store.dir(rec.Id), 'rootfs');
     if (isMounted(rootfs)) await umount(rootfs);
+    await this.network?.teardown(rec).catch(() => undefined);
     await removeTree(this.execDir(rec.Id));
     await this.store.removeFiles(rec.Id);
   }

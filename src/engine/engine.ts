@@ -10,6 +10,7 @@ import { SystemService } from './system.ts';
 import { ImageService } from './images.ts';
 import { ExecService } from './exec.ts';
 import { ensureDir } from '../util/fsutil.ts';
+import { NetworkService } from '../network/networks.ts';
 import { BuildService } from '../build/service.ts';
 import { DistributionService } from '../distribution/service.ts';
 import { ArchiveService } from './archive.ts';
@@ -28,6 +29,7 @@ export class Engine {
   readonly extras: ContainerExtras;
   readonly images: ImageService;
   readonly system: SystemService;
+  readonly networks: NetworkService;
   readonly builder: BuildService;
   readonly distribution: DistributionService;
   readonly execs: ExecService;
@@ -45,6 +47,10 @@ export class Engine {
     this.containers.hooks = this.extras;
     this.images = new ImageService(cfg, this.imageStore, this.content, this.layers, this.containers, this.events);
     this.system = new SystemService(cfg, this.containers, this.imageStore);
+    this.networks = new NetworkService(cfg, this.events);
+    this.containers.network = this.networks;
+    const cs = this.containers;
+    this.networks.containers = { find: (ref) => cs.store.find(ref), list: () => cs.list(), save: (rec) => cs.store.save(rec) };
     this.builder = new BuildService(this);
     this.distribution = new DistributionService(cfg, this.images, this.imageStore, this.content, this.layers);
     this.execs = new ExecService(cfg, this.containers, this.events);
@@ -62,6 +68,7 @@ export class Engine {
     await this.content.init();
     await this.layers.init();
     await this.imageStore.init();
+    await this.networks.init();
     await this.containers.init();
     await this.builder.init();
     await this.execs.init();

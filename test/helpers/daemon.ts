@@ -7,6 +7,7 @@ import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const BERTH = join(ROOT, 'bin', 'berth');
@@ -25,6 +26,10 @@ export class TestDaemon {
   readonly execRoot: string;
   readonly socket: string;
   readonly cgroupParent: string;
+  /** This daemon's default bridge: also names its iptables chains. */
+  readonly bridge: string;
+  /** `10.a.b`: a /20 of this daemon's own, for its address pool and the test's subnets. */
+  private readonly net: [number, number];
   proc?: ChildProcess;
   log = '';
 
@@ -37,6 +42,24 @@ export class TestDaemon {
     this.execRoot = join(this.dir, 'exec');
     this.socket = join(this.dir, 'berth.sock');
     this.cgroupParent = `/${this.dir.split('/').pop()}`;
+    const h = createHash('sha1').update(this.dir).digest();
+    this.bridge = `bt${h.toString('hex').slice(0, 8)}`;
+    this.net = [64 + (h[4]! % 128), (h[5]! % 16) * 16];
+  }
+
+  /** The address pool the daemon picks default subnets from (first half of its /20). */
+  get addressPool(): string {
+    return `10.${this.net[0]}.${this.net[1]}.0/21`;
+  }
+
+  /** The i-th /24 (0–7) a test may use for an explicit --subnet: outside the pool, inside the /20. */
+  subnet(i: number): string {
+    return `10.${this.net[0]}.${this.net[1] + 8 + i}.0/24`;
+  }
+
+  /** An address inside subnet(i). */
+  addr(i: number, host: number): string {
+    return `10.${this.net[0]}.${this.net[1] + 8 + i}.${host}`;
   }
 
   get host(): string {
@@ -45,7 +68,7 @@ export class TestDaemon {
 
   async start(extraArgs: string[] = []): Promise<void> {
     this.log = '';
-    this.proc = spawn(BERTHD, ['--data-root', this.dataRoot, '--exec-root', this.execRoot, '-H', this.host, '--cgroup-parent', this.cgroupParent, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BERTH_REGISTRY_LOOPBACK_ONLY: '1' } });
+    this.proc = spawn(BERTHD, ['--data-root', this.dataRoot, '--exec-root', this.execRoot, '-H', this.host, '--cgroup-parent', this.cgroupParent, '--bridge', this.bridge, '--default-address-pool', `base=${this.addressPool},size=24`, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BERTH_REGISTRY_LOOPBACK_ONLY: '1' } });
     this.proc.stdout!.on('data', (d: Buffer) => { this.log += d.toString(); });
     this.proc.stderr!.on('data', (d: Buffer) => { this.log += d.toString(); });
     const deadline = Date.now() + 15000;
@@ -119,6 +142,7 @@ export class TestDaemon {
       for (const id of readdirSync(runtimeRoot)) spawnSync('runc', ['--root', runtimeRoot, 'delete', '-f', id]);
     }
     unmountUnder(this.dir);
+    removeNetworkLeftovers(this.bridge);
     removeCgroups(this.cgroupParent);
     rmSync(this.dir, { recursive: true, force: true });
   }
@@ -164,5 +188,31 @@ function rmdirQuiet(p: string): void {
     execFileSync('rmdir', [p], { stdio: 'ignore' });
   } catch {
     // busy or gone
+  }
+}
+
+/** Bridges (marked with the daemon's alias) and iptables chains a daemon with this default bridge left. */
+export function removeNetworkLeftovers(bridge: string): void {
+  try {
+    const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string; ifalias?: string }>;
+    for (const l of links) if (l.ifalias === `berth:${bridge}`) spawnSync('ip', ['link', 'del', 'dev', l.ifname]);
+  } catch {
+    // no links to look at
+  }
+  for (const table of ['nat', 'filter']) {
+    const rules = spawnSync('iptables', ['-t', table, '-S'], { encoding: 'utf8' }).stdout ?? '';
+    const mine = (c: string) => c.startsWith('BERTH-') && c.endsWith(`-${bridge}`) || c === `BERTH-${bridge}`;
+    for (const line of rules.split('\n')) {
+      const m = /^-A (\S+) (.*)-j (\S+)$/.exec(line.trim());
+      if (m && !mine(m[1]!) && mine(m[3]!)) spawnSync('iptables', ['-t', table, '-D', m[1]!, ...`${m[2]}-j ${m[3]}`.split(' ').filter(Boolean)]);
+    }
+    for (const line of rules.split('\n')) {
+      const m = /^-N (\S+)$/.exec(line.trim());
+      if (m && mine(m[1]!)) spawnSync('iptables', ['-t', table, '-F', m[1]!]);
+    }
+    for (const line of rules.split('\n')) {
+      const m = /^-N (\S+)$/.exec(line.trim());
+      if (m && mine(m[1]!)) spawnSync('iptables', ['-t', table, '-X', m[1]!]);
+    }
   }
 }
