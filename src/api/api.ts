@@ -11,7 +11,7 @@ import { execRoutes } from './routes/exec.ts';
 import { volumeRoutes } from './routes/volumes.ts';
 import { archiveRoutes } from './routes/archive.ts';
 import { eventRoutes } from './routes/events.ts';
-import { dataRoutes, fallbackPruneRoutes } from './routes/data.ts';
+import { dataRoutes } from './routes/data.ts';
 
 /** Every Engine API route berthd serves. */
 export function buildRouter(engine: Engine): Router {
@@ -29,6 +29,5 @@ export function buildRouter(engine: Engine): Router {
   dataRoutes(r, engine);
   execRoutes(r, engine);
   // Last: they answer only for what no other module serves.
-  fallbackPruneRoutes(r);
   return r;
 }
