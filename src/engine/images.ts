@@ -7,6 +7,7 @@
  * config names; regenerating a tar from extracted files rarely reproduces
  * the same digest.
  */
+import { envToMap } from '../util/env.ts';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, open, readFile } from 'node:fs/promises';
@@ -357,15 +358,6 @@ function jsonStringArray(s: string): string[] | undefined {
   return undefined;
 }
 
-function envMap(env: string[] | undefined): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const e of env ?? []) {
-    const i = e.indexOf('=');
-    if (i < 0) m.set(e, '');
-    else m.set(e.slice(0, i), e.slice(i + 1));
-  }
-  return m;
-}
 
 /**
  * Applies Dockerfile-style instructions to a run config, as `docker import
@@ -395,7 +387,7 @@ export function applyChanges(base: ImageRunConfig, changes: string[]): ImageRunC
     const rest = (m[2] ?? '').trim();
     if (!CHANGE_COMMANDS.has(cmd)) throw invalid(`${cmd} is not a valid change command`);
     if (rest === '') throw invalid(`${cmd.toUpperCase()} requires at least one argument`);
-    const env = envMap(cfg.Env);
+    const env = envToMap(cfg.Env);
     switch (cmd) {
       case 'cmd':
         cfg.Cmd = jsonStringArray(rest) ?? ['/bin/sh', '-c', rest];

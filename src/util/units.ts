@@ -1,7 +1,7 @@
 import { invalid } from './errors.ts';
 
-/** Decimal sizes as docker prints them (`1.23MB`, `4.1kB`). */
-export function humanSize(bytes: number): string {
+/** Decimal sizes as docker prints them (`1.23MB`, `4.1kB`); `df` uses four significant digits. */
+export function humanSize(bytes: number, digits = 3): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
   let v = bytes;
   let i = 0;
@@ -9,7 +9,7 @@ export function humanSize(bytes: number): string {
     v /= 1000;
     i++;
   }
-  return `${Number(v.toPrecision(3))}${units[i]}`;
+  return `${Number(v.toPrecision(digits))}${units[i]}`;
 }
 
 /** Binary sizes (`1.5MiB`), as `stats` prints memory. */

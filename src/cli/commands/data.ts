@@ -13,16 +13,7 @@ import { humanDuration } from '../../util/time.ts';
 import { humanSize } from '../../util/units.ts';
 
 /** units.HumanSize as docker's df uses it: four significant digits. */
-function humanSize4(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${Number(v.toPrecision(4))}${units[i]}`;
-}
+const humanSize4 = (bytes: number): string => humanSize(bytes, 4);
 
 function withPercent(reclaimable: number, total: number): string {
   return total > 0 ? `${humanSize4(reclaimable)} (${Math.trunc((reclaimable * 100) / total)}%)` : humanSize4(reclaimable);
