@@ -107,17 +107,7 @@ export class LayerStore {
       if (expectDiffId && diffId !== expectDiffId) {
         throw invalid(`layer content does not match its diff ID: expected ${expectDiffId}, got ${diffId}`);
       }
-      const chainId = chainIdOf(parent, diffId);
-      const meta: LayerMeta = { chainId, diffId, parent, size };
-      await writeJsonAtomic(join(tmp, 'meta.json'), meta);
-      try {
-        await rename(tmp, this.dir(chainId));
-      } catch (err) {
-        // Someone else extracted the same layer meanwhile: keep theirs.
-        if (!isErrno(err, 'ENOTEMPTY') && !isErrno(err, 'EEXIST')) throw err;
-        await removeTree(tmp);
-      }
-      return meta;
+      return await this.commit(tmp, { chainId: chainIdOf(parent, diffId), diffId, parent, size });
     } catch (err) {
       await removeTree(tmp);
       throw err;
@@ -146,19 +136,24 @@ export class LayerStore {
     await mkdir(tmp, { mode: 0o755 });
     try {
       await rename(dir, join(tmp, 'diff'));
-      const meta: LayerMeta = { chainId, diffId, parent, size };
-      await writeJsonAtomic(join(tmp, 'meta.json'), meta);
-      try {
-        await rename(tmp, this.dir(chainId));
-      } catch (err) {
-        if (!isErrno(err, 'ENOTEMPTY') && !isErrno(err, 'EEXIST')) throw err;
-        await removeTree(tmp);
-      }
-      return meta;
+      return await this.commit(tmp, { chainId, diffId, parent, size });
     } catch (err) {
       await removeTree(tmp);
       throw err;
     }
+  }
+
+  /** Make a prepared layer directory (diff/ inside) visible under its chain ID, atomically. */
+  private async commit(tmp: string, meta: LayerMeta): Promise<LayerMeta> {
+    await writeJsonAtomic(join(tmp, 'meta.json'), meta);
+    try {
+      await rename(tmp, this.dir(meta.chainId));
+    } catch (err) {
+      // Someone else stored the same layer meanwhile: keep theirs.
+      if (!isErrno(err, 'ENOTEMPTY') && !isErrno(err, 'EEXIST')) throw err;
+      await removeTree(tmp);
+    }
+    return meta;
   }
 
   async remove(chainId: string): Promise<void> {
