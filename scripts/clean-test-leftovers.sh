@@ -20,7 +20,7 @@ else
 fi
 [ ${#dirs[@]} -eq 0 ] && exit 0
 for d in "${dirs[@]}"; do
-  pkill -9 -f "berthd.*$d" 2>/dev/null
+  pkill -9 -f "(berthd|daemon/main\.js).*$d" 2>/dev/null
   pkill -9 -f "berth-monitor.*$d" 2>/dev/null
 done
 for d in "${dirs[@]}"; do
