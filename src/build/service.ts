@@ -16,22 +16,11 @@ import { parseRepoAndTag } from '../image/reference.ts';
 import { DockerIgnore } from './dockerignore.ts';
 import { BuildCache } from './cache.ts';
 import { BuildRunner } from './run-step.ts';
-import type { BuildNetwork } from './run-step.ts';
 import { Executor } from './executor.ts';
-import type { BuildSink } from './executor.ts';
+import type { BuildRequest, BuildSink } from './executor.ts';
 
-export interface BuildParams {
-  dockerfile: string;
-  tags: string[];
-  buildArgs: Record<string, string | null>;
-  labels: Record<string, string>;
-  target?: string;
-  noCache: boolean;
-  network: BuildNetwork;
-  secrets: Map<string, Buffer>;
-  signal?: AbortSignal;
-  pull?: boolean;
-}
+/** What a build request asks for; the service supplies the context directory and .dockerignore. */
+export type BuildParams = Omit<BuildRequest, 'contextDir' | 'ignore'>;
 
 export class BuildService {
   private readonly engine: Engine;

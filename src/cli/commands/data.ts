@@ -8,7 +8,7 @@ import type { Command, CliContext } from '../command.ts';
 import { CliError, println } from '../command.ts';
 import { renderFormatted } from '../format/table.ts';
 import { parseFilterFlags } from '../filters.ts';
-import { readLine } from './lifecycle.ts';
+import { confirmRemoval } from '../prompt.ts';
 import { humanDuration } from '../../util/time.ts';
 import { humanSize } from '../../util/units.ts';
 
@@ -165,8 +165,7 @@ export const commands: Command[] = [
         if (f.bool('volumes')) items.push('all anonymous volumes not used by at least one container');
         items.push(all ? 'all images without at least one container associated to them' : 'all dangling images');
         items.push(all ? 'all build cache' : 'unused build cache');
-        ctx.out.write(`WARNING! This will remove:\n${items.map((i) => `  - ${i}\n`).join('')}\nAre you sure you want to continue? [y/N] `);
-        if (!/^y(es)?$/i.test((await readLine()).trim())) return 0;
+        if (!(await confirmRemoval(ctx, `:\n${items.map((i) => `  - ${i}\n`).join('')}`))) return 0;
       }
       const filters = f.list('filter');
       const q = (extra: string[] = []) => ({ filters: parseFilterFlags([...filters, ...extra]) });

@@ -7,7 +7,7 @@ import { renderFormatted } from '../format/table.ts';
 import { parseFilterFlags } from '../filters.ts';
 import { humanDuration } from '../../util/time.ts';
 import { humanSize } from '../../util/units.ts';
-import { readLine } from './lifecycle.ts';
+import { confirmRemoval } from '../prompt.ts';
 import { isFullImageId, parseReference } from '../../image/reference.ts';
 import type { Reference } from '../../image/reference.ts';
 
@@ -307,10 +307,7 @@ export const commands: Command[] = [
     ],
     maxArgs: 0,
     async run(ctx, f) {
-      if (!f.bool('force')) {
-        ctx.out.write(`WARNING! This will remove all ${f.bool('all') ? 'images without at least one container associated to them' : 'dangling images'}.\nAre you sure you want to continue? [y/N] `);
-        if (!/^y(es)?$/i.test((await readLine()).trim())) return 0;
-      }
+      if (!f.bool('force') && !(await confirmRemoval(ctx, ` all ${f.bool('all') ? 'images without at least one container associated to them' : 'dangling images'}.`))) return 0;
       const filters = [...f.list('filter')];
       if (f.bool('all')) filters.push('dangling=false');
       const r = await ctx.client.post<{ ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed: number }>('/images/prune', undefined, { filters: parseFilterFlags(filters) });

@@ -3,6 +3,8 @@ import { CliError, println } from '../command.ts';
 import { openAttach, pumpAttach } from '../attach.ts';
 import { checkDetachKeysFlag } from '../tty.ts';
 import { humanSize } from '../../util/units.ts';
+import { confirmRemoval } from '../prompt.ts';
+import { parseFilterFlags } from '../filters.ts';
 
 interface InspectLite {
   Id: string;
@@ -176,17 +178,8 @@ export const commands: Command[] = [
     ],
     maxArgs: 0,
     async run(ctx, f) {
-      if (!f.bool('force')) {
-        ctx.out.write('WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ');
-        const answer = await readLine();
-        if (!/^y(es)?$/i.test(answer.trim())) return 0;
-      }
-      const filters: Record<string, string[]> = {};
-      for (const x of f.list('filter')) {
-        const i = x.indexOf('=');
-        (filters[x.slice(0, i)] ??= []).push(x.slice(i + 1));
-      }
-      const r = await ctx.client.post<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }>('/containers/prune', undefined, { filters: JSON.stringify(filters) });
+      if (!f.bool('force') && !(await confirmRemoval(ctx, ' all stopped containers.'))) return 0;
+      const r = await ctx.client.post<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }>('/containers/prune', undefined, { filters: parseFilterFlags(f.list('filter')) });
       if (r.ContainersDeleted?.length) {
         println(ctx, 'Deleted Containers:');
         for (const id of r.ContainersDeleted) println(ctx, id);
@@ -196,19 +189,3 @@ export const commands: Command[] = [
     },
   },
 ];
-
-export function readLine(): Promise<string> {
-  return new Promise((resolve) => {
-    let buf = '';
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes('\n')) {
-        process.stdin.off('data', onData);
-        process.stdin.pause();
-        resolve(buf);
-      }
-    };
-    process.stdin.on('data', onData);
-    process.stdin.once('end', () => resolve(buf));
-  });
-}

@@ -5,7 +5,7 @@ import { ApiError } from '../client.ts';
 import { renderFormatted } from '../format/table.ts';
 import { parseTemplate } from '../format/template.ts';
 import { parseFilterFlags } from '../filters.ts';
-import { readLine } from './lifecycle.ts';
+import { confirmRemoval } from '../prompt.ts';
 
 interface NetworkJson {
   Name: string;
@@ -169,10 +169,7 @@ export const commands: Command[] = [
     ],
     maxArgs: 0,
     async run(ctx, f) {
-      if (!f.bool('force')) {
-        ctx.out.write('WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ');
-        if (!/^y(es)?$/i.test((await readLine()).trim())) return 0;
-      }
+      if (!f.bool('force') && !(await confirmRemoval(ctx, ' all custom networks not used by at least one container.'))) return 0;
       const r = await ctx.client.post<{ NetworksDeleted: string[] | null }>('/networks/prune', undefined, { filters: parseFilterFlags(f.list('filter')) });
       if (r.NetworksDeleted?.length) {
         println(ctx, 'Deleted Networks:');

@@ -5,7 +5,7 @@ import { renderFormatted } from '../format/table.ts';
 import { parseTemplate } from '../format/template.ts';
 import { parseFilterFlags } from '../filters.ts';
 import { humanSize } from '../../util/units.ts';
-import { readLine } from './lifecycle.ts';
+import { confirmRemoval } from '../prompt.ts';
 
 export interface VolumeView {
   Name: string;
@@ -162,9 +162,7 @@ export const commands: Command[] = [
       }
       if (!f.bool('force')) {
         const what = f.bool('all') ? 'all local volumes' : 'anonymous local volumes';
-        ctx.out.write(`WARNING! This will remove ${what} not used by at least one container.\nAre you sure you want to continue? [y/N] `);
-        const answer = await readLine();
-        if (!/^y(es)?$/i.test(answer.trim())) return 0;
+        if (!(await confirmRemoval(ctx, ` ${what} not used by at least one container.`))) return 0;
       }
       // `label!=x` parses as the key `label!`, which is how the API names it.
       const res = await ctx.client.post<{ VolumesDeleted: string[] | null; SpaceReclaimed: number }>('/volumes/prune', undefined, { filters: parseFilterFlags(filters) });
