@@ -302,6 +302,110 @@ const TYPE_BY_FLAG: Record<string, TarEntryType> = {
   D: 'directory', // GNU dumpdir: its body is a listing we do not need
 };
 
+/** What a header block asks of the reader (see TarHeaderDecoder). */
+export type TarStep =
+  /** The end marker's first block: the next block must be zeros too (or absent). */
+  | { kind: 'end' }
+  /** A GNU long name/link or PAX block: read `size` bytes (+ padding) and hand them to `meta()`. */
+  | { kind: 'meta'; flag: string; size: number }
+  /** Something that names no file (a volume label): skip `size` bytes + padding. */
+  | { kind: 'skip'; size: number }
+  /** A real entry; its body is `bodySize` bytes + padding (header.size is 0 for non-files). */
+  | { kind: 'entry'; header: TarHeader; bodySize: number };
+
+/**
+ * Decodes header blocks, carrying long names and PAX records over to the
+ * entry they describe. It does no I/O, so the streaming reader below and the
+ * synchronous one in the layer extraction worker share every header rule.
+ */
+export class TarHeaderDecoder {
+  private longName: string | undefined;
+  private longLink: string | undefined;
+  private pax: PaxRecords | undefined;
+
+  /** True while extension headers wait for their entry: the input ending now is a truncation. */
+  get pending(): boolean {
+    return this.longName !== undefined || this.longLink !== undefined || this.pax !== undefined;
+  }
+
+  block(block: Buffer): TarStep {
+    if (isZeroBlock(block)) return { kind: 'end' };
+    if (!checksumOk(block)) throw bad();
+
+    const flag = String.fromCharCode(block[156]!);
+    const size = parseNumeric(block.subarray(124, 136));
+    if (size < 0) throw bad();
+
+    if (flag === 'L' || flag === 'K' || flag === 'x' || flag === 'X' || flag === 'g') {
+      if (size > MAX_META_SIZE) throw invalid('archive/tar: header extension too large');
+      return { kind: 'meta', flag, size };
+    }
+
+    const magic = block.toString('latin1', 257, 263);
+    let name = cstring(block.subarray(0, 100));
+    if (magic === 'ustar\0') {
+      // star puts atime/ctime after a shorter prefix and marks it with "tar\0".
+      const star = block.toString('latin1', 508, 512) === 'tar\0';
+      const prefix = cstring(block.subarray(345, star ? 476 : 500));
+      if (prefix) name = `${prefix}/${name}`;
+    }
+    const hasOwnerNames = magic === 'ustar\0' || magic === 'ustar ';
+    const type = TYPE_BY_FLAG[flag];
+    const header: TarHeader = {
+      name,
+      type: type ?? 'file',
+      mode: parseNumeric(block.subarray(100, 108)),
+      uid: parseNumeric(block.subarray(108, 116)),
+      gid: parseNumeric(block.subarray(116, 124)),
+      size,
+      mtime: new Date(parseNumeric(block.subarray(136, 148)) * 1000),
+      linkname: cstring(block.subarray(157, 257)),
+      devmajor: hasOwnerNames ? parseNumeric(block.subarray(329, 337)) : 0,
+      devminor: hasOwnerNames ? parseNumeric(block.subarray(337, 345)) : 0,
+      xattrs: {},
+    };
+    if (hasOwnerNames) {
+      const uname = cstring(block.subarray(265, 297));
+      const gname = cstring(block.subarray(297, 329));
+      if (uname) header.uname = uname;
+      if (gname) header.gname = gname;
+    }
+    if (this.longName !== undefined) header.name = this.longName;
+    if (this.longLink !== undefined) header.linkname = this.longLink;
+    if (this.pax) applyPax(header, this.pax);
+    this.longName = this.longLink = this.pax = undefined;
+
+    if (type === undefined) {
+      // A volume label names the archive, not a file.
+      if (flag === 'V') return { kind: 'skip', size: header.size };
+      if (flag === 'S') throw invalid('archive/tar: sparse files are not supported');
+      throw invalid(`archive/tar: unsupported entry type ${JSON.stringify(flag)} for ${header.name}`);
+    }
+    // Old archives mark directories only by a trailing slash.
+    if (flag === '\0' && header.name.endsWith('/')) header.type = 'directory';
+    // Only regular files carry data that belongs to the entry; anything
+    // else with a size (a dumpdir listing, a link with junk) is skipped.
+    const bodySize = header.size;
+    if (header.type !== 'file') header.size = 0;
+    return { kind: 'entry', header, bodySize };
+  }
+
+  /** The body of a 'meta' step. */
+  meta(flag: string, data: Buffer): void {
+    if (flag === 'L') this.longName = cstring(data);
+    else if (flag === 'K') this.longLink = cstring(data);
+    else if (flag === 'x' || flag === 'X') this.pax = { ...this.pax, ...parsePax(data) };
+    // 'g': global headers set defaults no layer producer relies on.
+  }
+}
+
+/** The end marker's second block: absent, or zeros. */
+export function checkEndBlock(second: Buffer | null): void {
+  if (second !== null && !isZeroBlock(second)) throw bad();
+}
+
+export const truncatedTar = truncated;
+
 /**
  * Reads a tar stream entry by entry. Each entry's body must be consumed
  * before asking for the next entry, or it is skipped when the next entry is
@@ -309,103 +413,33 @@ const TYPE_BY_FLAG: Record<string, TarEntryType> = {
  */
 export async function* readTar(input: ByteSource): AsyncGenerator<TarEntry> {
   const r = new ChunkReader(input);
-  let longName: string | undefined;
-  let longLink: string | undefined;
-  let pax: PaxRecords | undefined;
+  const dec = new TarHeaderDecoder();
   let finished = false;
-
-  const readMeta = async (size: number): Promise<Buffer> => {
-    if (size > MAX_META_SIZE) throw invalid('archive/tar: header extension too large');
-    const data = await r.readExact(size);
-    if (data === null && size > 0) throw truncated();
-    await r.skip(pad(size));
-    return data ?? Buffer.alloc(0);
-  };
 
   try {
     for (;;) {
       const block = await r.readExact(BLOCK);
       if (block === null) {
-        if (longName !== undefined || longLink !== undefined || pax !== undefined) throw truncated();
+        if (dec.pending) throw truncated();
         break;
       }
-      if (isZeroBlock(block)) {
-        const second = await r.readExact(BLOCK);
-        if (second !== null && !isZeroBlock(second)) throw bad();
+      const step = dec.block(block);
+      if (step.kind === 'end') {
+        checkEndBlock(await r.readExact(BLOCK));
         break;
       }
-      if (!checksumOk(block)) throw bad();
-
-      const flag = String.fromCharCode(block[156]!);
-      const size = parseNumeric(block.subarray(124, 136));
-      if (size < 0) throw bad();
-
-      if (flag === 'L' || flag === 'K') {
-        const v = cstring(await readMeta(size));
-        if (flag === 'L') longName = v;
-        else longLink = v;
+      if (step.kind === 'meta') {
+        const data = step.size > 0 ? await r.readExact(step.size) : Buffer.alloc(0);
+        if (data === null) throw truncated();
+        await r.skip(tarPad(step.size));
+        dec.meta(step.flag, data);
         continue;
       }
-      if (flag === 'x' || flag === 'X') {
-        pax = { ...pax, ...parsePax(await readMeta(size)) };
+      if (step.kind === 'skip') {
+        await r.skip(step.size + tarPad(step.size));
         continue;
       }
-      if (flag === 'g') {
-        // Global headers set defaults no layer producer relies on.
-        await readMeta(size);
-        continue;
-      }
-
-      const magic = block.toString('latin1', 257, 263);
-      let name = cstring(block.subarray(0, 100));
-      if (magic === 'ustar\0') {
-        // star puts atime/ctime after a shorter prefix and marks it with "tar\0".
-        const star = block.toString('latin1', 508, 512) === 'tar\0';
-        const prefix = cstring(block.subarray(345, star ? 476 : 500));
-        if (prefix) name = `${prefix}/${name}`;
-      }
-      const hasOwnerNames = magic === 'ustar\0' || magic === 'ustar ';
-      const type = TYPE_BY_FLAG[flag];
-      const header: TarHeader = {
-        name,
-        type: type ?? 'file',
-        mode: parseNumeric(block.subarray(100, 108)),
-        uid: parseNumeric(block.subarray(108, 116)),
-        gid: parseNumeric(block.subarray(116, 124)),
-        size,
-        mtime: new Date(parseNumeric(block.subarray(136, 148)) * 1000),
-        linkname: cstring(block.subarray(157, 257)),
-        devmajor: hasOwnerNames ? parseNumeric(block.subarray(329, 337)) : 0,
-        devminor: hasOwnerNames ? parseNumeric(block.subarray(337, 345)) : 0,
-        xattrs: {},
-      };
-      if (hasOwnerNames) {
-        const uname = cstring(block.subarray(265, 297));
-        const gname = cstring(block.subarray(297, 329));
-        if (uname) header.uname = uname;
-        if (gname) header.gname = gname;
-      }
-      if (longName !== undefined) header.name = longName;
-      if (longLink !== undefined) header.linkname = longLink;
-      if (pax) applyPax(header, pax);
-      longName = longLink = pax = undefined;
-
-      if (type === undefined) {
-        if (flag === 'V') {
-          // A volume label names the archive, not a file.
-          await r.skip(header.size + pad(header.size));
-          continue;
-        }
-        if (flag === 'S') throw invalid('archive/tar: sparse files are not supported');
-        throw invalid(`archive/tar: unsupported entry type ${JSON.stringify(flag)} for ${header.name}`);
-      }
-      // Old archives mark directories only by a trailing slash.
-      if (flag === '\0' && header.name.endsWith('/')) header.type = 'directory';
-      // Only regular files carry data that belongs to the entry; anything
-      // else with a size (a dumpdir listing, a link with junk) is skipped.
-      const bodySize = header.size;
-      if (header.type !== 'file') header.size = 0;
-
+      const { header, bodySize } = step;
       const state = { remaining: bodySize, live: true };
       const body: AsyncIterable<Buffer> = {
         [Symbol.asyncIterator]: async function* () {
@@ -420,7 +454,7 @@ export async function* readTar(input: ByteSource): AsyncGenerator<TarEntry> {
       };
       yield { header, body };
       state.live = false;
-      await r.skip(state.remaining + pad(bodySize));
+      await r.skip(state.remaining + tarPad(bodySize));
     }
     finished = true;
     // Whatever follows the end marker is record padding; reading it to the end
@@ -431,7 +465,10 @@ export async function* readTar(input: ByteSource): AsyncGenerator<TarEntry> {
   }
 }
 
-function pad(n: number): number {
+export const TAR_BLOCK = BLOCK;
+
+/** Bytes of padding after a body of n bytes. */
+export function tarPad(n: number): number {
   const rem = n % BLOCK;
   return rem === 0 ? 0 : BLOCK - rem;
 }
@@ -621,7 +658,7 @@ export function encodeHeader(h: TarHeaderInput & { size: number }): Buffer {
     devmajor: 0,
     devminor: 0,
   }).block;
-  return Buffer.concat([paxHead, body, Buffer.alloc(pad(body.length)), block]);
+  return Buffer.concat([paxHead, body, Buffer.alloc(tarPad(body.length)), block]);
 }
 
 /** A best-effort ustar field for readers that ignore PAX: printable ASCII, clipped. */
@@ -688,7 +725,7 @@ export async function* encodeEntry(h: TarHeaderInput, body?: TarBody): AsyncGene
     }
     if (n !== size) throw invalid(`tar: body of ${h.name} is ${n} bytes, header says ${size}`);
   }
-  const p = pad(size);
+  const p = tarPad(size);
   if (p > 0) yield Buffer.alloc(p);
 }
 
