@@ -19,7 +19,7 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, constants as fsc, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, rmSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
-import { join } from 'node:path';
+import { resolve } from 'node:path';
 import { invalid, isErrno, systemError } from '../util/errors.ts';
 import type { TarHeader } from '../util/tar.ts';
 import { isOverlayXattr, META_PREFIX, OPAQUE_MARKER, OPAQUE_XATTR, quoteDumpPath, WHITEOUT_PREFIX, WHITEOUT_TEMPLATE } from './layer-format.ts';
@@ -108,12 +108,13 @@ export class LayerApplier {
   private readonly opts: ApplierOptions;
 
   constructor(root: string, opts: ApplierOptions) {
-    this.root = root;
+    this.root = resolve(root);
     this.opts = opts;
   }
 
+  /** `rel` is made of clean components (see cleanPath), so no path.join is needed. */
   private abs(rel: string): string {
-    return rel === '' ? this.root : join(this.root, rel);
+    return rel === '' ? this.root : `${this.root}/${rel}`;
   }
 
   /**

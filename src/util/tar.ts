@@ -148,7 +148,32 @@ function cstring(b: Buffer): string {
   return (z < 0 ? b : b.subarray(0, z)).toString('utf8');
 }
 
+/**
+ * The common case of a numeric field read straight from the bytes: optional
+ * leading spaces or NULs, octal digits, then spaces up to the end or a NUL.
+ * Null for anything else, which the general parser below judges. Every header
+ * has eight numeric fields, and a layer has thousands of headers.
+ */
+function plainOctal(b: Buffer): number | null {
+  const n = b.length;
+  let i = 0;
+  while (i < n && (b[i] === 0x20 || b[i] === 0)) i++;
+  let v = 0;
+  for (; i < n; i++) {
+    const c = b[i]!;
+    if (c < 0x30 || c > 0x37) break;
+    v = v * 8 + (c - 0x30);
+  }
+  while (i < n && b[i] === 0x20) i++;
+  if (i < n && b[i] !== 0) return null;
+  return Number.isSafeInteger(v) ? v : null;
+}
+
 function parseNumeric(b: Buffer): number {
+  if (b.length > 0 && (b[0]! & 0x80) === 0) {
+    const v = plainOctal(b);
+    if (v !== null) return v;
+  }
   if (b.length > 0 && (b[0]! & 0x80) !== 0) {
     // base-256: big-endian two's complement, the top bit of the first byte is
     // only the marker.
@@ -183,13 +208,16 @@ function checksumOk(block: Buffer): boolean {
   } catch {
     return false;
   }
-  let unsigned = 0;
-  let signed = 0;
+  // The checksum field itself counts as spaces.
+  let unsigned = 8 * 0x20;
+  let high = 0;
   for (let i = 0; i < BLOCK; i++) {
-    const c = i >= 148 && i < 156 ? 0x20 : block[i]!;
+    if (i === 148) i = 156;
+    const c = block[i]!;
     unsigned += c;
-    signed += c > 127 ? c - 256 : c;
+    if (c > 127) high++;
   }
+  const signed = unsigned - 256 * high;
   // Historic writers summed signed chars; both are in the wild.
   return stored === unsigned || stored === signed;
 }
