@@ -22,6 +22,7 @@ import type { Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { invalid, isErrno, systemError } from '../util/errors.ts';
 import type { TarHeader } from '../util/tar.ts';
+import type { FileQueue } from './file-queue.ts';
 import { isOverlayXattr, META_PREFIX, OPAQUE_MARKER, OPAQUE_XATTR, quoteDumpPath, WHITEOUT_PREFIX, WHITEOUT_TEMPLATE } from './layer-format.ts';
 
 export interface ApplierOptions {
@@ -106,10 +107,34 @@ export class LayerApplier {
   private whiteoutTemplate: string | null = null;
   private whiteoutTemplateN = 0;
   private readonly opts: ApplierOptions;
+  /**
+   * Hands small new files to the writer thread (file-queue.ts); null when
+   * there is none, or when the root was not empty to begin with, since a
+   * queued file must be new.
+   */
+  private readonly queue: FileQueue | null;
+  /** Every path an entry of this layer has named, so anything else is known not to exist yet. */
+  private seen = new Set<string>();
+  /** Paths queued since the writer last went idle. */
+  private queued = new Set<string>();
 
-  constructor(root: string, opts: ApplierOptions) {
+  constructor(root: string, opts: ApplierOptions, queue: FileQueue | null = null) {
     this.root = resolve(root);
     this.opts = opts;
+    this.queue = queue;
+  }
+
+  /**
+   * Waits for the queued files. Called before anything that looks at or
+   * changes a path that may be queued, or a directory above one: the writer
+   * only ever creates the exact path it was given, so this keeps the
+   * archive's order of effects and leaves no write under a path that is
+   * being replaced.
+   */
+  settle(): void {
+    if (this.queued.size === 0) return;
+    this.queued.clear();
+    this.queue!.settle();
   }
 
   /** `rel` is made of clean components (see cleanPath), so no path.join is needed. */
@@ -128,6 +153,7 @@ export class LayerApplier {
     for (const c of parts) {
       rel = rel ? `${rel}/${c}` : c;
       if (this.safeDirs.has(rel)) continue;
+      if (this.queued.has(rel)) this.settle();
       const abs = this.abs(rel);
       const st = lstatOrNull(abs);
       if (st?.isDirectory()) {
@@ -166,6 +192,8 @@ export class LayerApplier {
    * attributes. Returns true when an existing directory is kept.
    */
   private prepare(rel: string, isDir: boolean): boolean {
+    // A directory removed here may hold queued files.
+    this.settle();
     const abs = this.abs(rel);
     const st = lstatOrNull(abs);
     if (!st) return false;
@@ -211,6 +239,9 @@ export class LayerApplier {
     this.ensureDirs(parts.slice(0, -1), h.name, true);
     const rel = parts.join('/');
     const abs = this.abs(rel);
+    if (this.queued.has(rel)) this.settle();
+    const fresh = !this.seen.has(rel) && !this.safeDirs.has(rel);
+    this.seen.add(rel);
     // Attributes of an earlier entry at this path die with it.
     this.xattrs.delete(rel);
 
@@ -228,7 +259,7 @@ export class LayerApplier {
         break;
       }
       case 'file':
-        this.writeFile(rel, h, body);
+        if (!(fresh && this.enqueue(rel, h, body))) this.writeFile(rel, h, body);
         this.size += h.size;
         break;
       case 'symlink': {
@@ -250,6 +281,7 @@ export class LayerApplier {
         if (target.length === 0) throw invalid(`tar entry ${JSON.stringify(h.name)}: hardlink to the layer root`);
         const trel = target.join('/');
         if (trel === rel || trel.startsWith(`${rel}/`)) throw invalid(`tar entry ${JSON.stringify(h.name)}: hardlink to itself or into the path it replaces`);
+        if (this.queued.has(trel)) this.settle();
         // The target's parents must be real directories of this layer, so the
         // kernel never resolves a symlink on the way to it; link(2) itself does
         // not follow a final symlink, so linking one just copies the link.
@@ -299,6 +331,37 @@ export class LayerApplier {
     lutimesSync(abs, h.mtime, h.mtime);
   }
 
+  /** Queues a new small file for the writer thread; false when the queue has no room. */
+  private enqueue(rel: string, h: TarHeader, body: EntryBody): boolean {
+    if (!this.queue) return false;
+    const o = this.opts;
+    const perm = h.mode & 0o777;
+    const ok = this.queue.tryPush(
+      {
+        path: this.abs(rel),
+        mode: h.mode & 0o7777,
+        uid: h.uid,
+        gid: h.gid,
+        mtime: h.mtime,
+        // The same savings as writeFile's.
+        chown: h.uid !== o.uid || h.gid !== o.gid || o.setgidRoot,
+        chmod: (h.mode & 0o7000) !== 0 || o.umask === null || (perm & o.umask) !== 0,
+        size: h.size,
+      },
+      (into) => {
+        let off = 0;
+        while (body.remaining > 0) {
+          const piece = body.peek();
+          piece.copy(into, off);
+          off += piece.length;
+          body.consume(piece.length);
+        }
+      },
+    );
+    if (ok) this.queued.add(rel);
+    return ok;
+  }
+
   /**
    * Writes a new file straight from the input's buffers: a body that lies in
    * one piece of the input (most small files) is a single write(2).
@@ -343,6 +406,8 @@ export class LayerApplier {
    * comes first in the archive.
    */
   private whiteout(rel: string): void {
+    if (this.queued.has(rel)) this.settle();
+    this.seen.add(rel);
     const abs = this.abs(rel);
     if (lstatOrNull(abs)) return;
     // One device node is made per layer and hard-linked for every whiteout,
@@ -365,8 +430,21 @@ export class LayerApplier {
     }
   }
 
-  /** Removes the scratch whiteout device, also after a failure. */
-  cleanup(): void {
+  /**
+   * After a failure: waits for the queued files (the caller removes the root
+   * next) and removes the scratch whiteout device.
+   */
+  abandon(): void {
+    try {
+      this.queued.clear();
+      this.queue?.settle();
+    } catch {
+      // Its own failure is moot now; it has stopped writing either way.
+    }
+    this.cleanup();
+  }
+
+  private cleanup(): void {
     if (this.whiteoutTemplate !== null) {
       rmSync(this.whiteoutTemplate, { force: true });
       this.whiteoutTemplate = null;
@@ -375,6 +453,7 @@ export class LayerApplier {
 
   /** After the last entry: extended attributes, then directory attributes. */
   finish(): void {
+    this.settle();
     this.cleanup();
     this.applyXattrs();
     // Deepest first, so setting a parent's times is the last change to it.

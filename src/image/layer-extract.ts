@@ -8,9 +8,10 @@
  * system calls and nothing more: no trip through libuv's thread pool and
  * back per call, which used to cost more than the calls themselves.
  *
- * Workers are kept between layers (starting one costs tens of
- * milliseconds); one runs one layer at a time, and layers extracted at the
- * same time get a worker each.
+ * The worker hands most small files on to a second thread of its own
+ * (file-writer.ts), so creating them takes two cores. Worker pairs are kept
+ * between layers (starting one costs tens of milliseconds); a pair runs one
+ * layer at a time, and layers extracted at the same time get a pair each.
  */
 import { lstat, mkdir, readFile } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
@@ -18,7 +19,8 @@ import { BerthError, invalid, systemError } from '../util/errors.ts';
 import { CONSUMER_DONE, createByteRing, RingWriter } from '../util/byte-ring.ts';
 import type { ByteSource } from '../util/tar.ts';
 import type { ApplierOptions } from './layer-applier.ts';
-import type { ExtractJob, ExtractReply } from './layer-worker.ts';
+import { createFileQueue, markFileQueueDead } from './file-queue.ts';
+import type { ExtractJob, ExtractReply, ExtractWorkerData } from './layer-worker.ts';
 
 export interface ApplyLayerOptions {
   /** Create character and block devices from the layer (refused by default). */
@@ -32,45 +34,87 @@ export interface ApplyLayerOptions {
 
 /** Room for a few of the decoders' 512 KiB chunks, so decoding runs ahead of file creation. */
 const RING_SIZE = 4 << 20;
-/** Workers kept for the next layers once their own is done. */
+/** Queued small files between the extractor and its writer thread. */
+const QUEUE_SIZE = 2 << 20;
+/** Worker pairs kept for the next layers once their own is done. */
 const KEEP_IDLE = 2;
 
 type Settle = (r: ExtractReply | Error) => void;
 
-const idle: Worker[] = [];
-const busy = new Map<Worker, Settle>();
-let nextJob = 1;
-
-function startWorker(): Worker {
+const sibling = (name: string): URL => {
   const self = import.meta.url;
-  // Under dist/ the sibling is compiled JavaScript; tests run the TypeScript.
-  const w = new Worker(new URL(self.endsWith('.ts') ? './layer-worker.ts' : './layer-worker.js', self));
-  let crash: Error | undefined;
-  w.on('message', (m: ExtractReply) => {
-    const settle = busy.get(w);
-    busy.delete(w);
-    // The reply is the job's last act: nothing more will be written.
-    if (idle.length < KEEP_IDLE) {
-      w.unref();
-      idle.push(w);
-    } else {
-      void w.terminate();
+  // Under dist/ the siblings are compiled JavaScript; tests run the TypeScript.
+  return new URL(self.endsWith('.ts') ? `./${name}.ts` : `./${name}.js`, self);
+};
+
+/**
+ * An extraction worker and its file writer thread, which share a file queue.
+ * One runs one layer at a time. If either thread dies the pair is done for:
+ * the other is stopped too, and a layer in progress fails only once both are
+ * gone, so nothing writes into its root afterwards.
+ */
+class Pair {
+  private readonly queue = createFileQueue(QUEUE_SIZE);
+  private readonly parser: Worker;
+  private readonly writer: Worker;
+  private settle: Settle | null = null;
+  private exited = 0;
+  private crash: Error | undefined;
+  private stopped = false;
+
+  constructor() {
+    const data: ExtractWorkerData = { queue: this.queue };
+    this.parser = new Worker(sibling('layer-worker'), { workerData: data });
+    this.writer = new Worker(sibling('file-writer'), { workerData: data });
+    this.parser.on('message', (m: ExtractReply) => {
+      const settle = this.settle;
+      this.settle = null;
+      // The reply is the layer's last act: both threads are done with it.
+      if (this.stopped || idle.length >= KEEP_IDLE) this.stop();
+      else {
+        this.parser.unref();
+        this.writer.unref();
+        idle.push(this);
+      }
+      settle?.(m);
+    });
+    for (const w of [this.parser, this.writer]) {
+      w.on('error', (err) => {
+        this.crash ??= err;
+      });
+      w.on('exit', (code) => {
+        this.exited++;
+        const i = idle.indexOf(this);
+        if (i >= 0) idle.splice(i, 1);
+        this.stop();
+        if (this.exited < 2 || !this.settle) return;
+        const settle = this.settle;
+        this.settle = null;
+        settle(systemError(`layer extraction worker stopped unexpectedly (${this.crash ? this.crash.message : `exit code ${code}`})`, this.crash));
+      });
     }
-    settle?.(m);
-  });
-  w.on('error', (err) => {
-    crash = err;
-  });
-  w.on('exit', (code) => {
-    const i = idle.indexOf(w);
-    if (i >= 0) idle.splice(i, 1);
-    const settle = busy.get(w);
-    busy.delete(w);
-    // Settled only now that the thread is gone, so the caller may remove the root.
-    settle?.(systemError(`layer extraction worker stopped unexpectedly (${crash ? crash.message : `exit code ${code}`})`, crash));
-  });
-  return w;
+  }
+
+  run(job: ExtractJob, settle: Settle): void {
+    this.settle = settle;
+    // Keeps the process alive while the threads work and the feed waits for room.
+    this.parser.ref();
+    this.writer.ref();
+    this.parser.postMessage(job);
+  }
+
+  /** Stops both threads wherever they are; a layer in progress fails once both are gone. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    markFileQueueDead(this.queue);
+    void this.parser.terminate();
+    void this.writer.terminate();
+  }
 }
+
+const idle: Pair[] = [];
+let nextJob = 1;
 
 /**
  * The umask without changing it (process.umask() reads it by writing it).
@@ -119,19 +163,15 @@ export async function applyLayer(root: string, tar: ByteSource, opts: ApplyLayer
 
   const ring = createByteRing(RING_SIZE);
   const writer = new RingWriter(ring);
-  const w = idle.pop() ?? startWorker();
-  const reply = new Promise<ExtractReply | Error>((resolve) => busy.set(w, resolve)).then((r) => {
-    // A worker that died never said it stopped reading: free a write waiting for room.
+  const pair = idle.pop() ?? new Pair();
+  const reply = new Promise<ExtractReply | Error>((resolve) => pair.run({ job: nextJob++, ring, root, opts: applier }, resolve)).then((r) => {
+    // Threads that died never said they stopped reading: free a write waiting for room.
     writer.consumerGone();
     return r;
   });
-  // Keeps the process alive while the worker works and the feed below waits for room.
-  w.ref();
-  const job: ExtractJob = { job: nextJob++, ring, root, opts: applier };
-  w.postMessage(job);
   const stop = (): void => {
     writer.abort();
-    void w.terminate();
+    pair.stop();
   };
   opts.signal?.addEventListener('abort', stop, { once: true });
 

@@ -5,12 +5,15 @@
  * system calls, one job at a time. The main thread's side is
  * layer-extract.ts.
  */
-import { parentPort } from 'node:worker_threads';
+import { readdirSync } from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
 import { BerthError } from '../util/errors.ts';
 import type { ErrorKind } from '../util/errors.ts';
 import { CONSUMER_DONE, CONSUMER_FAILED, RingAborted, RingReader } from '../util/byte-ring.ts';
 import type { ByteRing } from '../util/byte-ring.ts';
 import { checkEndBlock, TAR_BLOCK, tarPad, TarHeaderDecoder, truncatedTar } from '../util/tar.ts';
+import { FileQueue } from './file-queue.ts';
+import type { FileQueueShared } from './file-queue.ts';
 import { LayerApplier } from './layer-applier.ts';
 import type { ApplierOptions, EntryBody } from './layer-applier.ts';
 
@@ -92,9 +95,20 @@ function extract(r: RingReader, applier: LayerApplier): number {
   return applier.size;
 }
 
+/** What the main thread gives this thread when it starts it. */
+export interface ExtractWorkerData {
+  /** The queue to this thread's file writer. */
+  queue: FileQueueShared;
+}
+
+const queue = new FileQueue((workerData as ExtractWorkerData).queue);
+
 function runJob(m: ExtractJob): ExtractReply {
   const r = new RingReader(m.ring);
-  const applier = new LayerApplier(m.root, m.opts);
+  // The writer is idle: every job ends by waiting for it.
+  queue.reset();
+  // Queued files must be new, which is only known for certain in an empty root.
+  const applier = new LayerApplier(m.root, m.opts, readdirSync(m.root).length === 0 ? queue : null);
   try {
     const size = extract(r, applier);
     r.stop(CONSUMER_DONE);
@@ -102,7 +116,7 @@ function runJob(m: ExtractJob): ExtractReply {
   } catch (err) {
     r.stop(CONSUMER_FAILED);
     try {
-      applier.cleanup();
+      applier.abandon();
     } catch {
       // The caller removes the whole root anyway.
     }

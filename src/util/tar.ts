@@ -148,15 +148,32 @@ function cstring(b: Buffer): string {
   return (z < 0 ? b : b.subarray(0, z)).toString('utf8');
 }
 
+/** A NUL-terminated string field of a header block, read in place. */
+function cstringAt(b: Buffer, start: number, end: number): string {
+  if (b[start] === 0) return '';
+  let z = start;
+  while (z < end && b[z] !== 0) z++;
+  return b.toString('utf8', start, z);
+}
+
+/** A numeric field of a header block, read in place when it is plain octal. */
+function numericAt(b: Buffer, start: number, end: number): number {
+  if ((b[start]! & 0x80) === 0) {
+    const v = plainOctal(b, start, end);
+    if (v !== null) return v;
+  }
+  return parseNumeric(b.subarray(start, end));
+}
+
 /**
  * The common case of a numeric field read straight from the bytes: optional
  * leading spaces or NULs, octal digits, then spaces up to the end or a NUL.
  * Null for anything else, which the general parser below judges. Every header
  * has eight numeric fields, and a layer has thousands of headers.
  */
-function plainOctal(b: Buffer): number | null {
-  const n = b.length;
-  let i = 0;
+function plainOctal(b: Buffer, start: number, end: number): number | null {
+  const n = end;
+  let i = start;
   while (i < n && (b[i] === 0x20 || b[i] === 0)) i++;
   let v = 0;
   for (; i < n; i++) {
@@ -170,10 +187,6 @@ function plainOctal(b: Buffer): number | null {
 }
 
 function parseNumeric(b: Buffer): number {
-  if (b.length > 0 && (b[0]! & 0x80) === 0) {
-    const v = plainOctal(b);
-    if (v !== null) return v;
-  }
   if (b.length > 0 && (b[0]! & 0x80) !== 0) {
     // base-256: big-endian two's complement, the top bit of the first byte is
     // only the marker.
@@ -204,7 +217,7 @@ function parseNumeric(b: Buffer): number {
 function checksumOk(block: Buffer): boolean {
   let stored: number;
   try {
-    stored = parseNumeric(block.subarray(148, 156));
+    stored = numericAt(block, 148, 156);
   } catch {
     return false;
   }
@@ -361,7 +374,7 @@ export class TarHeaderDecoder {
     if (!checksumOk(block)) throw bad();
 
     const flag = String.fromCharCode(block[156]!);
-    const size = parseNumeric(block.subarray(124, 136));
+    const size = numericAt(block, 124, 136);
     if (size < 0) throw bad();
 
     if (flag === 'L' || flag === 'K' || flag === 'x' || flag === 'X' || flag === 'g') {
@@ -370,11 +383,11 @@ export class TarHeaderDecoder {
     }
 
     const magic = block.toString('latin1', 257, 263);
-    let name = cstring(block.subarray(0, 100));
+    let name = cstringAt(block, 0, 100);
     if (magic === 'ustar\0') {
       // star puts atime/ctime after a shorter prefix and marks it with "tar\0".
       const star = block.toString('latin1', 508, 512) === 'tar\0';
-      const prefix = cstring(block.subarray(345, star ? 476 : 500));
+      const prefix = cstringAt(block, 345, star ? 476 : 500);
       if (prefix) name = `${prefix}/${name}`;
     }
     const hasOwnerNames = magic === 'ustar\0' || magic === 'ustar ';
@@ -382,19 +395,19 @@ export class TarHeaderDecoder {
     const header: TarHeader = {
       name,
       type: type ?? 'file',
-      mode: parseNumeric(block.subarray(100, 108)),
-      uid: parseNumeric(block.subarray(108, 116)),
-      gid: parseNumeric(block.subarray(116, 124)),
+      mode: numericAt(block, 100, 108),
+      uid: numericAt(block, 108, 116),
+      gid: numericAt(block, 116, 124),
       size,
-      mtime: new Date(parseNumeric(block.subarray(136, 148)) * 1000),
-      linkname: cstring(block.subarray(157, 257)),
-      devmajor: hasOwnerNames ? parseNumeric(block.subarray(329, 337)) : 0,
-      devminor: hasOwnerNames ? parseNumeric(block.subarray(337, 345)) : 0,
+      mtime: new Date(numericAt(block, 136, 148) * 1000),
+      linkname: cstringAt(block, 157, 257),
+      devmajor: hasOwnerNames ? numericAt(block, 329, 337) : 0,
+      devminor: hasOwnerNames ? numericAt(block, 337, 345) : 0,
       xattrs: {},
     };
     if (hasOwnerNames) {
-      const uname = cstring(block.subarray(265, 297));
-      const gname = cstring(block.subarray(297, 329));
+      const uname = cstringAt(block, 265, 297);
+      const gname = cstringAt(block, 297, 329);
       if (uname) header.uname = uname;
       if (gname) header.gname = gname;
     }

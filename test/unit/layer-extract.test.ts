@@ -120,3 +120,65 @@ test('the layer store leaves no partial layer behind when extraction fails', asy
     assert.deepEqual(await readdir(join(dir, 'layers')), [meta.chainId.slice('sha256:'.length)]);
   });
 });
+
+test('later entries that meet files still queued for the writer thread see them, in archive order', async () => {
+  await withTmp(async (dir) => {
+    const root = join(dir, 'out');
+    const filler = Array.from({ length: 40 }, (_, i) => ({ header: { name: `fill/f${i}` }, body: Buffer.from(`filler ${i}`) }));
+    const { size } = await applyLayer(
+      root,
+      chunks(
+        await collect(
+          packTar([
+            ...filler,
+            { header: { name: 'a' }, body: Buffer.from('file a') },
+            { header: { name: 'b' }, body: Buffer.from('file b') },
+            { header: { name: 'c' }, body: Buffer.from('file c') },
+            { header: { name: 'd' }, body: Buffer.from('file d') },
+            { header: { name: 'e' }, body: Buffer.from('first e') },
+            // A directory replaces a file, a link shares one, a whiteout leaves
+            // this layer's own file alone, a later file replaces an earlier one,
+            // a symlink replaces a file.
+            { header: { name: 'a', type: 'directory', mode: 0o750 } },
+            { header: { name: 'a/inside' }, body: Buffer.from('in a') },
+            { header: { name: 'blink', type: 'hardlink', linkname: 'b' } },
+            { header: { name: '.wh.c' }, body: Buffer.alloc(0) },
+            { header: { name: 'd', type: 'symlink', linkname: '/etc/hostname' } },
+            { header: { name: 'e' }, body: Buffer.from('second e') },
+            { header: { name: 'fill', type: 'directory', mode: 0o555 } },
+          ]),
+        ),
+      ),
+    );
+    assert.ok((await stat(join(root, 'a'))).isDirectory());
+    assert.equal((await stat(join(root, 'a'))).mode & 0o777, 0o750);
+    assert.equal(await readFile(join(root, 'a/inside'), 'utf8'), 'in a');
+    assert.equal((await stat(join(root, 'blink'))).ino, (await stat(join(root, 'b'))).ino);
+    assert.equal(await readFile(join(root, 'c'), 'utf8'), 'file c');
+    assert.equal(await readFile(join(root, 'e'), 'utf8'), 'second e');
+    assert.equal((await readdir(join(root, 'fill'))).length, 40);
+    assert.equal((await stat(join(root, 'fill'))).mode & 0o777, 0o555);
+    assert.equal(size, filler.reduce((n, f) => n + f.body.length, 0) + 6 * 4 + 7 + 4 + 8);
+  });
+});
+
+test("a file the writer thread cannot create fails the layer with the system's error, and the next layer extracts", async () => {
+  await withTmp(async (dir) => {
+    const tar = await collect(
+      packTar([
+        { header: { name: 'ok' }, body: Buffer.from('fine') },
+        { header: { name: `${'n'.repeat(300)}` }, body: Buffer.from('name too long for the file system') },
+        ...Array.from({ length: 50 }, (_, i) => ({ header: { name: `after/f${i}` }, body: Buffer.from('x') })),
+      ]),
+    );
+    await assert.rejects(applyLayer(join(dir, 'bad'), chunks(tar)), (err: unknown) => {
+      assert.ok(err instanceof BerthError);
+      assert.equal(err.kind, 'System');
+      assert.match(err.message, /ENAMETOOLONG/);
+      return true;
+    });
+    const good = await sampleTar(100, Buffer.alloc(5));
+    await applyLayer(join(dir, 'good'), chunks(good));
+    assert.equal((await readdir(join(dir, 'good', 'd2'))).length, 14);
+  });
+});
