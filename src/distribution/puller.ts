@@ -313,7 +313,9 @@ export class Puller {
       .add(parent, decompressStream(source), diffId)
       .catch(async (err: unknown) => {
         pass?.destroy(err instanceof Error ? err : new Error(String(err)));
-        await ingest?.catch(() => undefined);
+        // The extractor reads ahead of its verdict, so the blob may be
+        // complete and stored already: it is then this pull's to discard.
+        if (ingest && (await ingest.then(() => true, () => false))) created.blobs.add(l.digest);
         throw err;
       });
     created.layers.add(meta.chainId);

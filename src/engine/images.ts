@@ -804,6 +804,7 @@ interface Tee {
 function teeToContent(content: ContentStore, source: AsyncIterable<Buffer>, expected?: string): Tee {
   const pass = new PassThrough({ highWaterMark: 1 << 20 });
   let started = false;
+  let complete = false;
   const ingest = content.ingest(pass, expected ? { digest: expected } : undefined);
   // Observed here so an early failure is not reported as unhandled.
   ingest.catch(() => undefined);
@@ -827,13 +828,16 @@ function teeToContent(content: ContentStore, source: AsyncIterable<Buffer>, expe
       if (!pass.write(chunk)) await waitDrain();
       yield chunk;
     }
-    pass.end();
+    complete = true;
   }
   return {
     stream: stream(),
     started: () => started,
     finish: async (failure?: unknown) => {
-      if (failure !== undefined || !pass.writableEnded) {
+      // The blob is committed only here: the extractor reads ahead of its
+      // verdict, so the source may be read to its end before a bad entry is seen.
+      if (failure === undefined && complete) pass.end();
+      if (failure !== undefined || !complete) {
         pass.destroy(failure instanceof Error ? failure : new Error('aborted'));
         await ingest.catch(() => undefined);
         return undefined;
