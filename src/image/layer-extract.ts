@@ -71,11 +71,7 @@ class Pair {
       this.settle = null;
       // The reply is the layer's last act: both threads are done with it.
       if (this.stopped || idle.length >= KEEP_IDLE) this.stop();
-      else {
-        this.parser.unref();
-        this.writer.unref();
-        idle.push(this);
-      }
+      else this.park();
       settle?.(m);
     });
     for (const w of [this.parser, this.writer]) {
@@ -93,6 +89,13 @@ class Pair {
         settle(systemError(`layer extraction worker stopped unexpectedly (${this.crash ? this.crash.message : `exit code ${code}`})`, this.crash));
       });
     }
+  }
+
+  /** Waits, unref'd, for a layer. */
+  park(): void {
+    this.parser.unref();
+    this.writer.unref();
+    idle.push(this);
   }
 
   run(job: ExtractJob, settle: Settle): void {
@@ -115,6 +118,14 @@ class Pair {
 
 const idle: Pair[] = [];
 let nextJob = 1;
+
+/**
+ * Starts a worker pair ahead of the first layer (at daemon start), so the
+ * first pull or build does not wait for the threads to load.
+ */
+export function prewarmLayerExtraction(): void {
+  if (idle.length === 0) new Pair().park();
+}
 
 /**
  * The umask without changing it (process.umask() reads it by writing it).
