@@ -21,8 +21,9 @@ import { Expander } from './expand.ts';
 import { DockerfileError, parseDockerfile, parseKeyValues, parseStages, splitRawWords } from './parser.ts';
 import type { Instruction, Stage, StagedDockerfile } from './parser.ts';
 import { DockerIgnore } from './dockerignore.ts';
-import { copyInto, findSources, hashSources, parseChmod, resolveDest } from './copy.ts';
+import { DiskTree, copyInto, findSources, hashSources, parseChmod, resolveDest } from './copy.ts';
 import type { Source } from './copy.ts';
+import type { BuildContext } from './context.ts';
 import { mountLayers, statInLayers } from './rootview.ts';
 import type { RootView } from './rootview.ts';
 import type { BuildCache } from './cache.ts';
@@ -33,7 +34,8 @@ import {
 } from './instructions.ts';
 
 export interface BuildRequest {
-  contextDir: string;
+  /** The context as received: hashed from memory, written to disk only when a step needs its files. */
+  context: BuildContext;
   dockerfile: string;
   tags: string[];
   buildArgs: Record<string, string | null>;
@@ -714,7 +716,7 @@ export class Executor {
             const v = await mountLayers(this.layerDirs(cfg), this.tmpRoot, this.emptyDir);
             views.push(v);
             root = v.path;
-          } else root = this.req.contextDir;
+          } else root = await this.req.context.directory();
           const src = join(root, posix.normalize(posix.join('/', m.source ?? '/')));
           try {
             await lstat(src);
@@ -765,7 +767,7 @@ export class Executor {
     let heredocDir: string | undefined;
     try {
       // Where the sources come from: the context, a stage or an image, or the heredocs.
-      let srcRoot = this.req.contextDir;
+      let fromTree: DiskTree | undefined;
       let fromContext = true;
       let fromKey = 'context';
       if (fromFlag) {
@@ -783,10 +785,10 @@ export class Executor {
           fromKey = img.record.id;
         }
         view = await mountLayers(this.layerDirs(cfg), this.tmpRoot, this.emptyDir);
-        srcRoot = view.path;
+        fromTree = new DiskTree(view.path);
         fromContext = false;
       }
-      const sources: Source[] = [];
+      const heredocSources: Array<Source<DiskTree>> = [];
       const plain = srcWords.filter((w) => !(w.startsWith('<<') && heredocNames.has(w.replace(/^<<-?["']?|["']?$/g, ''))));
       if (ins.heredocs.length) {
         heredocDir = join(this.tmpRoot, `heredoc-${randomBytes(6).toString('hex')}`);
@@ -795,7 +797,7 @@ export class Executor {
           const content = h.expand ? x.heredoc(h.content) : h.content;
           await writeFile(join(heredocDir, h.name), content, { mode: 0o644 });
         }
-        sources.push(...(await findSources(heredocDir, ins.heredocs.map((h) => h.name), undefined, cmd, false)));
+        heredocSources.push(...(await findSources(new DiskTree(heredocDir), ins.heredocs.map((h) => h.name), undefined, cmd, false)));
       }
       for (const w of plain) {
         if (/^https?:\/\//i.test(w)) {
@@ -803,8 +805,10 @@ export class Executor {
           throw new BuildFailure(`ADD failed: remote sources are not supported by this builder: ${w}`);
         }
       }
-      if (plain.length) sources.push(...(await findSources(srcRoot, plain, fromContext ? this.req.ignore : undefined, cmd, fromContext, exclude)));
-      const { kind, hash } = await hashSources(sources, fromContext ? this.req.ignore : undefined, exclude);
+      const ignore = fromContext ? this.req.ignore : undefined;
+      // Context sources are found and hashed in the context as received; only a cache miss needs them on disk.
+      const found = plain.length ? await findSources(fromTree ?? this.req.context, plain, ignore, cmd, fromContext, exclude) : [];
+      const { kind, hash } = await hashSources([...heredocSources, ...found], ignore, exclude);
       const createdBy = nopHistory1(run, `${cmd} ${kind}:${hash} in ${destRaw} `);
       const chownSpec = flags.get('chown') ? x.word(flags.get('chown')!) : undefined;
       await this.cached(si, st, [cmd, createdBy, chownSpec, chmod, dest, isDir, fromKey, excludes, parents], async () => {
@@ -813,7 +817,8 @@ export class Executor {
         const stageDir = join(this.tmpRoot, `copy-${randomBytes(6).toString('hex')}`);
         await mkdir(stageDir, { mode: 0o755 });
         try {
-          await copyInto({ stage: stageDir, lowerTopFirst: lowers, dest, chown, chmod, unpack: cmd === 'ADD', ignore: fromContext ? this.req.ignore : undefined, exclude, parents }, sources, isDir);
+          const onDisk = fromTree || !plain.length ? (found as Array<Source<DiskTree>>) : await findSources(new DiskTree(await this.req.context.directory()), plain, ignore, cmd, true, exclude);
+          await copyInto({ stage: stageDir, lowerTopFirst: lowers, dest, chown, chmod, unpack: cmd === 'ADD', ignore, exclude, parents }, [...heredocSources, ...onDisk], isDir);
           const snap = await snapshotLayer(this.engine.layers, stageDir, topChain(st.config), { move: true });
           return childConfig(st.config, { run, createdBy, diffId: snap.diffId });
         } finally {
