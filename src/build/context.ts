@@ -352,8 +352,9 @@ export class BuildContext implements SourceTree<ContextEntry> {
 
   /** Remove whatever the context left on disk. */
   async dispose(): Promise<void> {
-    await this.written?.catch(() => undefined);
     await this.spool.remove();
+    if (!this.written) return;
+    await this.written.catch(() => undefined);
     await removeTree(this.dir);
   }
 }

@@ -93,6 +93,9 @@ export class ImageStore {
       throw invalid('invalid image config: not JSON');
     }
     if (!config.rootfs || !Array.isArray(config.rootfs.diff_ids)) throw invalid('invalid image config: no rootfs.diff_ids');
+    // The same image again (a fully cached build) changes nothing: no disk work.
+    const known = this.records.get(sha256Digest(configBytes));
+    if (known && Object.entries(extra).every(([k, v]) => known[k as keyof ImageRecord] === v)) return known;
     for (const chain of chainIds(config.rootfs.diff_ids)) {
       if (!(await this.layers.has(chain))) throw invalid(`image layer ${chain} is missing`);
     }
@@ -105,11 +108,11 @@ export class ImageStore {
     return rec;
   }
 
-  async update(id: string, patch: Partial<ImageRecord>): Promise<void> {
+  async update(id: string, patch: Partial<ImageRecord>, opts: { durable?: boolean | undefined } = {}): Promise<void> {
     const rec = this.records.get(id);
     if (!rec) throw notFound(`No such image: ${id}`);
     Object.assign(rec, patch);
-    await writeJsonAtomic(this.recordPath(id), rec);
+    await writeJsonAtomic(this.recordPath(id), rec, opts.durable === false ? { durable: false } : {});
   }
 
   get(id: string): ResolvedImage | undefined {
@@ -178,9 +181,13 @@ export class ImageStore {
     if (!this.records.has(id)) throw notFound(`No such image: ${id}`);
     const key = refString(ref.digest ? ref : withDefaultTag(ref));
     const prev = this.refs.get(key);
-    this.refs.set(key, id);
-    await this.saveRefs();
-    if (!ref.digest) await this.update(id, { lastTagTime: new Date().toISOString() });
+    if (prev !== id) {
+      this.refs.set(key, id);
+      await this.saveRefs();
+    }
+    // Docker records the time of every tagging, even one that changes nothing.
+    // Only that time is at stake, so the rewrite skips the fsync (still atomic).
+    if (!ref.digest) await this.update(id, { lastTagTime: new Date().toISOString() }, { durable: prev === id ? false : undefined });
     return prev !== id ? prev : undefined;
   }
 
