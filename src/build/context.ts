@@ -77,8 +77,11 @@ class Spool {
   private fh: FileHandle | undefined;
   private spilled = false;
 
-  constructor(path: string) {
+  private readonly limit: number;
+
+  constructor(path: string, limit: number) {
     this.path = path;
+    this.limit = limit;
   }
 
   async write(b: Buffer): Promise<void> {
@@ -88,7 +91,7 @@ class Spool {
     }
     this.chunks.push(b);
     this.size += b.length;
-    if (this.size > SPOOL_MEMORY) {
+    if (this.size > this.limit) {
       this.fh = await open(this.path, 'wx', 0o600);
       this.spilled = true;
       for (const c of this.chunks) await this.fh.write(c);
@@ -139,19 +142,20 @@ export class BuildContext implements SourceTree<ContextEntry> {
   private readonly root = new ContextEntry('dir', 0o755);
   private written: Promise<string> | undefined;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, memory: number) {
     this.dir = dir;
-    this.spool = new Spool(`${dir}.tar`);
+    this.spool = new Spool(`${dir}.tar`, memory);
   }
 
   /**
    * Read a context tar (plain or compressed). Entries that extracting would
    * refuse (a path through a symlink, a device node, a name above the root)
    * fail here, with the same message. `dir` is where the context is written
-   * if a step needs it; nothing is made there until then.
+   * if a step needs it; nothing is made there until then (nor at `dir`.tar
+   * unless the context is larger than `memory` bytes).
    */
-  static async receive(input: ByteSource, dir: string): Promise<BuildContext> {
-    const ctx = new BuildContext(dir);
+  static async receive(input: ByteSource, dir: string, memory = SPOOL_MEMORY): Promise<BuildContext> {
+    const ctx = new BuildContext(dir, memory);
     try {
       const spool = ctx.spool;
       const teed = (async function* () {
