@@ -108,11 +108,11 @@ export class ImageStore {
     return rec;
   }
 
-  async update(id: string, patch: Partial<ImageRecord>, opts: { durable?: boolean | undefined } = {}): Promise<void> {
+  async update(id: string, patch: Partial<ImageRecord>): Promise<void> {
     const rec = this.records.get(id);
     if (!rec) throw notFound(`No such image: ${id}`);
     Object.assign(rec, patch);
-    await writeJsonAtomic(this.recordPath(id), rec, opts.durable === false ? { durable: false } : {});
+    await writeJsonAtomic(this.recordPath(id), rec);
   }
 
   get(id: string): ResolvedImage | undefined {
@@ -185,10 +185,33 @@ export class ImageStore {
       this.refs.set(key, id);
       await this.saveRefs();
     }
-    // Docker records the time of every tagging, even one that changes nothing.
-    // Only that time is at stake, so the rewrite skips the fsync (still atomic).
-    if (!ref.digest) await this.update(id, { lastTagTime: new Date().toISOString() }, { durable: prev === id ? false : undefined });
+    if (!ref.digest) {
+      const lastTagTime = new Date().toISOString();
+      if (prev !== id) await this.update(id, { lastTagTime });
+      else {
+        // Docker records the time of every tagging, even one that changes
+        // nothing (a rebuild). Only that time is at stake then: it is
+        // visible at once and written to disk just after, off the caller's path.
+        this.records.get(id)!.lastTagTime = lastTagTime;
+        this.persistSoon(id);
+      }
+    }
     return prev !== id ? prev : undefined;
+  }
+
+  private readonly unsaved = new Set<string>();
+
+  /** Write an image's record on the next turn of the event loop (atomically, without fsync), once however often asked. */
+  private persistSoon(id: string): void {
+    if (this.unsaved.has(id)) return;
+    this.unsaved.add(id);
+    setImmediate(() => {
+      this.unsaved.delete(id);
+      const rec = this.records.get(id);
+      // Removed meanwhile: nothing to write. The write itself is synchronous, so it cannot race a removal.
+      if (!rec) return;
+      writeJsonAtomic(this.recordPath(id), rec, { durable: false }).catch(() => undefined);
+    });
   }
 
   async untag(ref: Reference): Promise<string | undefined> {
