@@ -37,6 +37,8 @@ export interface BuildRequest {
   /** The context as received: hashed from memory, written to disk only when a step needs its files. */
   context: BuildContext;
   dockerfile: string;
+  /** The Dockerfile already parsed (the service checks it before the build starts). */
+  parsed?: StagedDockerfile;
   tags: string[];
   buildArgs: Record<string, string | null>;
   labels: Record<string, string>;
@@ -146,7 +148,7 @@ export class Executor {
     this.sink = sink;
     this.emptyDir = emptyDir;
     this.tmpRoot = join(engine.cfg.dataRoot, 'build', 'tmp');
-    this.df = parseStages(req.dockerfile);
+    this.df = req.parsed ?? parseStages(req.dockerfile);
     this.esc = this.df.directives.escape;
   }
 

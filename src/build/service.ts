@@ -19,7 +19,7 @@ import { Executor } from './executor.ts';
 import type { BuildRequest, BuildSink } from './executor.ts';
 
 /** What a build request asks for; the service supplies the context and .dockerignore. */
-export type BuildParams = Omit<BuildRequest, 'context' | 'ignore'>;
+export type BuildParams = Omit<BuildRequest, 'context' | 'ignore' | 'parsed'>;
 
 export class BuildService {
   private readonly engine: Engine;
@@ -67,13 +67,14 @@ export class BuildService {
       if (!df) throw invalid(`Cannot locate specified Dockerfile: ${dfName}`);
       const text = df.toString('utf8');
       if (text.trim() === '') throw invalid(`the Dockerfile (${dfName}) cannot be empty`);
-      Executor.parse(text);
+      const parsed = Executor.parse(text);
       const ignoreText = (await ctx.readFile('.dockerignore'))?.toString('utf8') ?? '';
       const ignore = ignoreText ? new DockerIgnore(ignoreText) : undefined;
       const sink = begin();
       const ex = new Executor(this.engine, this.cache, this.runner, {
         context: ctx,
         dockerfile: text,
+        parsed,
         tags: p.tags,
         buildArgs: p.buildArgs,
         labels: p.labels,
