@@ -15,7 +15,7 @@ import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 import { applyLayer, decompressStream } from '../image/layer.ts';
-import { readTar } from '../util/tar.ts';
+import { packTar, readTar } from '../util/tar.ts';
 import type { ByteSource, TarHeader } from '../util/tar.ts';
 import { invalid } from '../util/errors.ts';
 import { removeTree } from '../util/fsutil.ts';
@@ -184,6 +184,15 @@ export class BuildContext implements SourceTree<ContextEntry> {
       await ctx.dispose();
       throw err;
     }
+  }
+
+  /** Files made up on the spot (COPY's heredocs) as a context: hashed from memory, written out only if a step needs them. */
+  static fromFiles(files: Array<{ name: string; content: string }>, dir: string): Promise<BuildContext> {
+    const mtime = new Date();
+    return BuildContext.receive(packTar(files.map((f) => ({
+      header: { name: f.name, type: 'file' as const, mode: 0o644, size: Buffer.byteLength(f.content), mtime },
+      body: Buffer.from(f.content),
+    }))), dir);
   }
 
   /** Enter one tar entry into the tree, as extracting it over the earlier ones would. */

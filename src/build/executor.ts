@@ -23,7 +23,7 @@ import type { Instruction, Stage, StagedDockerfile } from './parser.ts';
 import { DockerIgnore } from './dockerignore.ts';
 import { DiskTree, copyInto, findSources, hashSources, parseChmod, resolveDest } from './copy.ts';
 import type { Source } from './copy.ts';
-import type { BuildContext } from './context.ts';
+import { BuildContext } from './context.ts';
 import { mountLayers, statInLayers } from './rootview.ts';
 import type { RootView } from './rootview.ts';
 import type { BuildCache } from './cache.ts';
@@ -766,7 +766,7 @@ export class Executor {
       if (flags.has(f)) throw new BuildFailure(`${cmd} --${f} is only for remote sources, which this builder does not fetch`);
     }
     let view: RootView | undefined;
-    let heredocDir: string | undefined;
+    let heredocs: BuildContext | undefined;
     try {
       // Where the sources come from: the context, a stage or an image, or the heredocs.
       let fromTree: DiskTree | undefined;
@@ -790,16 +790,14 @@ export class Executor {
         fromTree = new DiskTree(view.path);
         fromContext = false;
       }
-      const heredocSources: Array<Source<DiskTree>> = [];
+      const heredocFiles = ins.heredocs.map((h) => h.name);
+      let heredocSources: Source[] = [];
       const plain = srcWords.filter((w) => !(w.startsWith('<<') && heredocNames.has(w.replace(/^<<-?["']?|["']?$/g, ''))));
       if (ins.heredocs.length) {
-        heredocDir = join(this.tmpRoot, `heredoc-${randomBytes(6).toString('hex')}`);
-        await mkdir(heredocDir, { recursive: true });
-        for (const h of ins.heredocs) {
-          const content = h.expand ? x.heredoc(h.content) : h.content;
-          await writeFile(join(heredocDir, h.name), content, { mode: 0o644 });
-        }
-        heredocSources.push(...(await findSources(new DiskTree(heredocDir), ins.heredocs.map((h) => h.name), undefined, cmd, false)));
+        // Like the context: hashed from memory, written out only on a cache miss.
+        const files = ins.heredocs.map((h) => ({ name: h.name, content: h.expand ? x.heredoc(h.content) : h.content }));
+        heredocs = await BuildContext.fromFiles(files, join(this.tmpRoot, `heredoc-${randomBytes(6).toString('hex')}`));
+        heredocSources = await findSources(heredocs, heredocFiles, undefined, cmd, false);
       }
       for (const w of plain) {
         if (/^https?:\/\//i.test(w)) {
@@ -820,7 +818,8 @@ export class Executor {
         await mkdir(stageDir, { mode: 0o755 });
         try {
           const onDisk = fromTree || !plain.length ? (found as Array<Source<DiskTree>>) : await findSources(new DiskTree(await this.req.context.directory()), plain, ignore, cmd, true, exclude);
-          await copyInto({ stage: stageDir, lowerTopFirst: lowers, dest, chown, chmod, unpack: cmd === 'ADD', ignore, exclude, parents }, [...heredocSources, ...onDisk], isDir);
+          const heredocsOnDisk = heredocs ? await findSources(new DiskTree(await heredocs.directory()), heredocFiles, undefined, cmd, false) : [];
+          await copyInto({ stage: stageDir, lowerTopFirst: lowers, dest, chown, chmod, unpack: cmd === 'ADD', ignore, exclude, parents }, [...heredocsOnDisk, ...onDisk], isDir);
           const snap = await snapshotLayer(this.engine.layers, stageDir, topChain(st.config), { move: true });
           return childConfig(st.config, { run, createdBy, diffId: snap.diffId });
         } finally {
@@ -829,7 +828,7 @@ export class Executor {
       });
     } finally {
       await view?.release();
-      if (heredocDir) await removeTree(heredocDir);
+      await heredocs?.dispose();
     }
   }
 }

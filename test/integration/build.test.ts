@@ -277,6 +277,31 @@ test('the context: cached across both CLIs, only what COPY takes counts, large f
   assertClean();
 });
 
+test('COPY from a heredoc: cached while its text is the same, copied again when it changes', () => {
+  const dockerfile = (who: string): string => ['FROM busybox', 'ARG WHO=world', 'COPY <<EOF /greeting', `hello \${WHO} from ${who}`, 'EOF', 'CMD ["cat", "/greeting"]', ''].join('\n');
+  const dir = ctx('heredoc-cache', { Dockerfile: dockerfile('one') });
+  const cached = (r: RunResult): number => (r.stdout.match(/Using cache/g) ?? []).length;
+  const first = d.berth(['build', '-t', 'heredoc-cache', dir]);
+  assert.equal(first.code, 0, first.stderr);
+  const id1 = inspect('heredoc-cache', '{{.Id}}');
+  const again = dockerBuild(['-t', 'heredoc-cache', dir]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(cached(again), 3, again.stdout);
+  assert.equal(inspect('heredoc-cache', '{{.Id}}'), id1);
+  // Another value for an expanded variable is other text.
+  const arg = d.berth(['build', '--build-arg', 'WHO=you', '-t', 'heredoc-cache', dir]);
+  assert.equal(arg.code, 0, arg.stderr);
+  assert.match(arg.stdout, /COPY <<EOF \/greeting\n(?! ---> Using cache)/);
+  assert.equal(d.docker(['run', '--rm', 'heredoc-cache']).stdout, 'hello you from one\n');
+  writeFileSync(join(dir, 'Dockerfile'), dockerfile('two'));
+  const changed = dockerBuild(['-t', 'heredoc-cache', dir]);
+  assert.equal(changed.code, 0, changed.stderr);
+  assert.equal(cached(changed), 1, changed.stdout);
+  assert.notEqual(inspect('heredoc-cache', '{{.Id}}'), id1);
+  assert.equal(d.docker(['run', '--rm', 'heredoc-cache']).stdout, 'hello world from two\n');
+  assertClean();
+});
+
 test('berth build: heredocs, cache mounts across builds, secrets never stored', () => {
   const dir = ctx('mounts', {
     Dockerfile: [
