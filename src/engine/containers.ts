@@ -23,7 +23,8 @@ import { buildSpec } from '../runtime/oci-spec.ts';
 import type { OciMount } from '../runtime/oci-spec.ts';
 import { MonitorConnection, StartError, spawnMonitor } from '../runtime/monitor.ts';
 import type { ExitInfo } from '../runtime/monitor.ts';
-import { MonitorLauncher } from '../runtime/launcher.ts';
+import { launcherFor } from '../runtime/launcher.ts';
+import type { MonitorLauncher } from '../runtime/launcher.ts';
 import { computeCapabilities } from '../runtime/capabilities.ts';
 import { checkResources } from './limits.ts';
 import { applySecurity, checkSecurity } from './security.ts';
@@ -100,7 +101,7 @@ export class ContainerService {
     this.layers = layers;
     this.events = events;
     this.store = new ContainerStore(cfg.dataRoot);
-    this.launcher = new MonitorLauncher(join(cfg.nativeDir, 'berth-launcher'));
+    this.launcher = launcherFor(cfg.nativeDir);
     this.volumes = new VolumeService(cfg.dataRoot, events, (name) => volumeUsers(this.store.all(), name));
     this.mounts = new ContainerMounts({ volumes: this.volumes, find: (ref) => this.store.find(ref), tmpRoot: join(cfg.dataRoot, 'tmp'), pinRoot: join(cfg.execRoot, 'subpaths'), emptyDir: () => this.emptyLower() });
   }
@@ -505,7 +506,7 @@ export class ContainerService {
         }).finally(() => this.cleaning.delete(rec.Id)));
         conn.shutdown();
       }
-      await this.network?.teardown(rec).catch((e) => log.error('releasing the network failed', { id: rec.Id, error: errorMessage(e) }));
+      await this.network?.teardown(rec, { background: true }).catch((e) => log.error('releasing the network failed', { id: rec.Id, error: errorMessage(e) }));
       // An auto-remove container's next write is its removal; one write saves a step of `run --rm`.
       await this.markExited(rec, exit, '', !rec.HostConfig.AutoRemove);
       await this.mounts.release(rec);
