@@ -10,8 +10,8 @@
  * the two or three ip(8) and unshare(1) starts from Node that the same work
  * would take on the path of every container start.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CommandError, ipBatch } from './cmd.ts';
 import type { MonitorLauncher } from '../runtime/launcher.ts';
@@ -68,7 +68,7 @@ export class Sandboxes {
     const path = this.path(id);
     await this.removing.get(id);
     if (this.exists(id)) await this.destroy(id);
-    await writeFile(path, '');
+    writeFileSync(path, ''); // the mount point for the namespace
     try {
       await this.netns(['create', path, ...(first?.how.kind === 'bridge' ? [vethSpec(first.ep, first.how)] : [])]);
       if (first?.how.kind === 'macvlan') await this.macvlan(path, first.ep, first.how);
@@ -129,7 +129,8 @@ export class Sandboxes {
   }
 
   async saveState(state: SandboxState): Promise<void> {
-    await writeFileAtomic(this.statePath(state.containerId), JSON.stringify(state));
+    // A namespace does not survive a reboot, so neither need its record: no fsync.
+    await writeFileAtomic(this.statePath(state.containerId), JSON.stringify(state), { durable: false });
   }
 
   async loadState(id: string): Promise<SandboxState | undefined> {
