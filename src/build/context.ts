@@ -23,8 +23,14 @@ import type { EntryInfo, SourceTree } from './copy.ts';
 
 /** Bytes of context kept in memory before the spool moves to a file. */
 const SPOOL_MEMORY = 32 << 20;
-/** Files up to this size keep their content at hand (the Dockerfile, .dockerignore). */
+/**
+ * Files up to this size keep their content at hand, for reading the
+ * Dockerfile and .dockerignore without writing the context out: the names
+ * the caller expects always, others (a symlinked Dockerfile's target) while
+ * KEEP_TOTAL allows.
+ */
 const KEEP_CONTENT = 256 << 10;
+const KEEP_TOTAL = 4 << 20;
 /** Symlinks followed in one lookup before it is called a loop. */
 const MAX_LINKS = 40;
 
@@ -152,10 +158,13 @@ export class BuildContext implements SourceTree<ContextEntry> {
    * refuse (a path through a symlink, a device node, a name above the root)
    * fail here, with the same message. `dir` is where the context is written
    * if a step needs it; nothing is made there until then (nor at `dir`.tar
-   * unless the context is larger than `memory` bytes).
+   * unless the context is larger than `memory` bytes). `wanted`: the files
+   * that will be read (readFile) for sure.
    */
-  static async receive(input: ByteSource, dir: string, memory = SPOOL_MEMORY): Promise<BuildContext> {
-    const ctx = new BuildContext(dir, memory);
+  static async receive(input: ByteSource, dir: string, opts: { wanted?: string[]; memory?: number } = {}): Promise<BuildContext> {
+    const ctx = new BuildContext(dir, opts.memory ?? SPOOL_MEMORY);
+    const wanted = new Set((opts.wanted ?? []).map((n) => n.split('/').filter((c) => c !== '' && c !== '.').join('/')));
+    let kept = 0;
     try {
       const spool = ctx.spool;
       const teed = (async function* () {
@@ -170,7 +179,8 @@ export class BuildContext implements SourceTree<ContextEntry> {
           continue;
         }
         const h = createHash('sha256');
-        const keep = header.size <= KEEP_CONTENT;
+        const keep = header.size <= KEEP_CONTENT && (kept + header.size <= KEEP_TOTAL || wanted.has(cleanParts(header.name).join('/')));
+        if (keep) kept += header.size;
         const parts: Buffer[] = [];
         for await (const c of body) {
           h.update(c);

@@ -58,9 +58,9 @@ export class BuildService {
    * throw after it.
    */
   async build(context: ByteSource, p: BuildParams, begin: () => BuildSink): Promise<string> {
-    const ctx = await BuildContext.receive(context, join(this.tmp, `ctx-${randomBytes(8).toString('hex')}`));
+    const dfName = posix.normalize(p.dockerfile || 'Dockerfile').replace(/^\/+/, '');
+    const ctx = await BuildContext.receive(context, join(this.tmp, `ctx-${randomBytes(8).toString('hex')}`), { wanted: [dfName, 'dockerfile', '.dockerignore'] });
     try {
-      const dfName = posix.normalize(p.dockerfile || 'Dockerfile').replace(/^\/+/, '');
       let df = await ctx.readFile(dfName);
       // docker also accepts a lower-case dockerfile when the default name is missing.
       if (!df && (!p.dockerfile || p.dockerfile === 'Dockerfile')) df = await ctx.readFile('dockerfile');

@@ -176,12 +176,32 @@ test('a context larger than its memory allowance spills to a file, and large fil
     // Fed in small pieces, as a request body arrives.
     const pieces: Buffer[] = [];
     for (let i = 0; i < tar.length; i += 64 << 10) pieces.push(tar.subarray(i, i + (64 << 10)));
-    const ctx = await BuildContext.receive(bytes(...pieces), join(tmp, 'ctx'), 128 << 10);
+    const ctx = await BuildContext.receive(bytes(...pieces), join(tmp, 'ctx'), { memory: 128 << 10 });
     try {
       assert.ok(existsSync(join(tmp, 'ctx.tar')), 'spooled to a file');
       assert.ok(!existsSync(join(tmp, 'ctx')), 'not extracted yet');
       assert.ok((await ctx.readFile('Dockerfile.big'))!.equals(big));
       assert.ok((await readFile(join(await ctx.directory(), 'big'))).equals(big));
+    } finally {
+      await ctx.dispose();
+    }
+    assert.deepEqual(readdirSync(tmp), []);
+  });
+});
+
+test('file contents kept in memory are bounded; the files the caller names are always kept', async () => {
+  await withTmp(async (tmp) => {
+    const chunk = 'c'.repeat(256 << 10);
+    const entries: Entry[] = [];
+    for (let i = 0; i < 20; i++) entries.push(file(`big${String(i).padStart(2, '0')}`, chunk));
+    entries.push(file('late.txt', 'late\n'), file('sub/Dockerfile', 'FROM scratch\n'));
+    const ctx = await BuildContext.receive(bytes(await tarOf(entries)), join(tmp, 'ctx'), { wanted: ['./sub/Dockerfile', '../weird'] });
+    try {
+      assert.equal((await ctx.readFile('sub/Dockerfile'))?.toString(), 'FROM scratch\n');
+      assert.ok(!existsSync(join(tmp, 'ctx')), 'read from memory');
+      // Past the allowance: read from the context written out.
+      assert.equal((await ctx.readFile('late.txt'))?.toString(), 'late\n');
+      assert.ok(existsSync(join(tmp, 'ctx')));
     } finally {
       await ctx.dispose();
     }
