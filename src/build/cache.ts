@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LayerStore } from '../image/layer-store.ts';
 import { chainIds } from '../image/layer-store.ts';
@@ -76,6 +76,16 @@ export class BuildCache {
     }
   }
 
+  /** read() for walks over every entry (df, prune): through the thread pool, so thousands of them do not stall the daemon. */
+  private async readAsync(key: string): Promise<Entry | undefined> {
+    try {
+      return JSON.parse(await readFile(join(this.dir, `${key}.json`), 'utf8')) as Entry;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT') || err instanceof SyntaxError) return undefined;
+      throw err;
+    }
+  }
+
   private remember(key: string, e: Entry): void {
     this.memo.delete(key);
     this.memo.set(key, e);
@@ -102,7 +112,7 @@ export class BuildCache {
     const out: BuildCacheUsage[] = [];
     for (const f of await readdir(this.dir)) {
       if (!f.endsWith('.json')) continue;
-      const e = this.read(f.slice(0, -5));
+      const e = await this.readAsync(f.slice(0, -5));
       const last = e?.config.history?.[e.config.history.length - 1];
       if (!e || !last || last.empty_layer) continue;
       const chains = chainIds(e.config.rootfs.diff_ids);
@@ -137,7 +147,7 @@ export class BuildCache {
     this.memo.clear();
     for (const f of await readdir(this.dir)) {
       if (!f.endsWith('.json')) continue;
-      const e = this.read(f.slice(0, -5));
+      const e = await this.readAsync(f.slice(0, -5));
       if (e) for (const c of chainIds(e.config.rootfs.diff_ids)) candidates.add(c);
       await removeTree(join(this.dir, f));
       deleted.push(f.slice(0, -5));
