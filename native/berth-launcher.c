@@ -7,11 +7,18 @@
  * double-forked, so it is no child of the launcher (or of berthd) and
  * outlives both.
  *
+ * It also runs berthd's short network helpers (berth-netns) for the same
+ * reason: one fork of a small process instead of one of Node.js.
+ *
  * Protocol on stdin/stdout (one request at a time):
- *   request:  u32 big-endian length, then the monitor's argv (program path
- *             first), each argument NUL-terminated
- *   reply:    one line: "ready\n" once the monitor's control socket is up,
- *             or "error: <text>\n"
+ *   request:  u32 big-endian length, then an argv, each argument
+ *             NUL-terminated. Either the monitor's argv (program path
+ *             first), or "--run" followed by a helper's argv.
+ *   reply to a monitor start: one line: "ready\n" once the monitor's
+ *             control socket is up, or "error: <text>\n"
+ *   reply to --run: "exit <status> <n>\n" and then n bytes: what the
+ *             helper wrote to stdout and stderr (at most 64 KiB kept).
+ *             Status 127: it could not be executed; 128+N: killed by N.
  * EOF on stdin ends the launcher.
  */
 #define _GNU_SOURCE
@@ -122,6 +129,67 @@ static void launch(char **argv)
 		reply(line);
 }
 
+/* Run a helper to its end, stdin from /dev/null, and report its status and output. */
+static void run_helper(char **argv)
+{
+	static char out[64 * 1024];
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		reply("exit 127 12\npipe failed\n");
+		return;
+	}
+	pid_t child = fork();
+	if (child < 0) {
+		close(p[0]);
+		close(p[1]);
+		reply("exit 127 12\nfork failed\n");
+		return;
+	}
+	if (child == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+		dup2(devnull, 0);
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(argv[0], argv);
+		dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	size_t n = 0;
+	for (;;) {
+		char drop[4096];
+		char *dst = n < sizeof out ? out + n : drop;
+		size_t room = n < sizeof out ? sizeof out - n : sizeof drop;
+		ssize_t r = read(p[0], dst, room);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (dst == out + n)
+			n += (size_t)r;
+	}
+	close(p[0]);
+	int st = 0;
+	while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+	}
+	int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	char head[64];
+	snprintf(head, sizeof head, "exit %d %zu\n", code, n);
+	reply(head);
+	for (size_t off = 0; off < n;) {
+		ssize_t w = write(1, out + off, n - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			exit(1);
+		}
+		off += (size_t)w;
+	}
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -142,6 +210,9 @@ int main(void)
 		for (size_t off = 0; off < len && argc < MAX_ARGS; off += strlen(buf + off) + 1)
 			argv[argc++] = buf + off;
 		argv[argc] = NULL;
-		launch(argv);
+		if (argc > 1 && strcmp(argv[0], "--run") == 0)
+			run_helper(argv + 1);
+		else
+			launch(argv);
 	}
 }

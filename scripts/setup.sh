@@ -39,7 +39,7 @@ NODE=$ROOT/node_modules/.bin/node
 
 # The per-container monitor and the launcher that starts monitors, in C.
 mkdir -p native/build
-for prog in berth-monitor berth-launcher berth-sendfile; do
+for prog in berth-monitor berth-launcher berth-sendfile berth-netns; do
   if [ ! -x "native/build/$prog" ] || [ "native/$prog.c" -nt "native/build/$prog" ]; then
     echo "setup: building $prog"
     gcc -O2 -Wall -Wextra -Werror -o "native/build/$prog.tmp" "native/$prog.c"

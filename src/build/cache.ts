@@ -3,18 +3,26 @@
  * key that hashes the parent step's key, the instruction as it will run, the
  * build args it sees and the content of the files it copies. Entries are
  * small JSON files under <data-root>/build/cache, so the cache survives
- * restarts; an entry whose layers are gone is a miss. Cache mounts
+ * restarts; an entry whose layers are gone is a miss. Entries are written
+ * without fsync (a torn or lost entry after a crash is only a miss: the step
+ * runs again) and the recently used ones are kept in memory, so a cached
+ * step costs no I/O beyond checking that its layers are there. Cache mounts
  * (RUN --mount=type=cache) live beside it and are pruned with it.
  */
 import { createHash } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LayerStore } from '../image/layer-store.ts';
 import { chainIds } from '../image/layer-store.ts';
 import type { ImageConfig } from '../image/types.ts';
 import type { ImageStore } from '../image/image-store.ts';
 import type { BuildCacheUsage } from '../engine/df.ts';
-import { ensureDir, readJson, removeTree, writeJsonAtomic } from '../util/fsutil.ts';
+import { ensureDir, removeTree, writeJsonAtomic } from '../util/fsutil.ts';
+import { isErrno } from '../util/errors.ts';
+
+/** Entries kept in memory (a few KB each). */
+const MEMO_ENTRIES = 4096;
 
 export function stepKey(parent: string, parts: unknown[]): string {
   return createHash('sha256').update(parent).update('\0').update(JSON.stringify(parts)).digest('hex');
@@ -29,6 +37,7 @@ export class BuildCache {
   private readonly dir: string;
   readonly mountsDir: string;
   private readonly layers: LayerStore;
+  private readonly memo = new Map<string, Entry>();
 
   constructor(dataRoot: string, layers: LayerStore) {
     this.dir = join(dataRoot, 'build', 'cache');
@@ -42,16 +51,51 @@ export class BuildCache {
   }
 
   async get(key: string): Promise<ImageConfig | undefined> {
-    const e = await readJson<Entry>(join(this.dir, `${key}.json`));
+    const e = this.memo.get(key) ?? this.read(key);
     if (!e) return undefined;
+    this.remember(key, e);
     // Every layer must still be there: removing an image can take lower layers a cached step stands on.
-    const present = await Promise.all(chainIds(e.config.rootfs.diff_ids).map((c) => this.layers.exists(c)));
-    if (present.includes(false)) return undefined;
-    return e.config;
+    if (!chainIds(e.config.rootfs.diff_ids).every((c) => this.layers.present(c))) return undefined;
+    return structuredClone(e.config);
+  }
+
+  /** An entry from disk; a small file read synchronously (cheaper than the thread pool's round trips). */
+  private read(key: string): Entry | undefined {
+    let text: string;
+    try {
+      text = readFileSync(join(this.dir, `${key}.json`), 'utf8');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+    try {
+      return JSON.parse(text) as Entry;
+    } catch {
+      // Torn by a crash: a miss, rewritten when the step runs.
+      return undefined;
+    }
+  }
+
+  /** read() for walks over every entry (df, prune): through the thread pool, so thousands of them do not stall the daemon. */
+  private async readAsync(key: string): Promise<Entry | undefined> {
+    try {
+      return JSON.parse(await readFile(join(this.dir, `${key}.json`), 'utf8')) as Entry;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT') || err instanceof SyntaxError) return undefined;
+      throw err;
+    }
+  }
+
+  private remember(key: string, e: Entry): void {
+    this.memo.delete(key);
+    this.memo.set(key, e);
+    if (this.memo.size > MEMO_ENTRIES) this.memo.delete(this.memo.keys().next().value!);
   }
 
   async put(key: string, config: ImageConfig): Promise<void> {
-    await writeJsonAtomic(join(this.dir, `${key}.json`), { config, createdAt: new Date().toISOString() } satisfies Entry);
+    const e: Entry = { config: structuredClone(config), createdAt: new Date().toISOString() };
+    await writeJsonAtomic(join(this.dir, `${key}.json`), e, { durable: false });
+    this.remember(key, e);
   }
 
   /** The directory of a cache mount, made on first use. */
@@ -68,7 +112,7 @@ export class BuildCache {
     const out: BuildCacheUsage[] = [];
     for (const f of await readdir(this.dir)) {
       if (!f.endsWith('.json')) continue;
-      const e = await readJson<Entry>(join(this.dir, f));
+      const e = await this.readAsync(f.slice(0, -5));
       const last = e?.config.history?.[e.config.history.length - 1];
       if (!e || !last || last.empty_layer) continue;
       const chains = chainIds(e.config.rootfs.diff_ids);
@@ -100,9 +144,10 @@ export class BuildCache {
     const used = new Set<string>();
     for (const { config } of images.all()) for (const c of chainIds(config.rootfs.diff_ids)) used.add(c);
     const candidates = new Set<string>();
+    this.memo.clear();
     for (const f of await readdir(this.dir)) {
       if (!f.endsWith('.json')) continue;
-      const e = await readJson<Entry>(join(this.dir, f));
+      const e = await this.readAsync(f.slice(0, -5));
       if (e) for (const c of chainIds(e.config.rootfs.diff_ids)) candidates.add(c);
       await removeTree(join(this.dir, f));
       deleted.push(f.slice(0, -5));

@@ -17,11 +17,77 @@ import type { DockerIgnore } from './dockerignore.ts';
 import { statInLayers } from './rootview.ts';
 import { BerthError, invalid, isErrno } from '../util/errors.ts';
 
-export interface Source {
-  /** Path relative to the source root, no leading slash ('' is the root itself). */
+/** What the source functions need to know of an entry: fs.Stats has it, and so does the build context's index. */
+export interface EntryInfo {
+  isDirectory(): boolean;
+  isFile(): boolean;
+  isSymbolicLink(): boolean;
+  mode: number;
+}
+
+/**
+ * A tree the sources are found in and hashed from: a directory on disk (a
+ * stage's or image's root, heredocs) or the build context as received,
+ * which is hashed without being written out. Paths are relative to the
+ * tree's root, no leading slash ('' is the root); nothing follows a symlink.
+ */
+export interface SourceTree<S extends EntryInfo = EntryInfo> {
+  lstat(rel: string): Promise<S | undefined>;
+  /** Names in a directory (following symlinks on the way); empty when it is not one. */
+  readdir(rel: string): Promise<string[]>;
+  readlink(rel: string): Promise<string>;
+  /** sha256 (hex) of a regular file's content. */
+  digest(rel: string): Promise<string>;
+}
+
+/** A directory on disk as a source tree. */
+export class DiskTree implements SourceTree<Stats> {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  abs(rel: string): string {
+    return rel === '' ? this.root : join(this.root, rel);
+  }
+
+  async lstat(rel: string): Promise<Stats | undefined> {
+    try {
+      return await lstat(this.abs(rel));
+    } catch {
+      return undefined;
+    }
+  }
+
+  async readdir(rel: string): Promise<string[]> {
+    try {
+      return await readdir(this.abs(rel));
+    } catch {
+      return [];
+    }
+  }
+
+  readlink(rel: string): Promise<string> {
+    return readlink(this.abs(rel));
+  }
+
+  async digest(rel: string): Promise<string> {
+    const h = createHash('sha256');
+    for await (const chunk of createReadStream(this.abs(rel))) h.update(chunk as Buffer);
+    return h.digest('hex');
+  }
+}
+
+type EntryOf<T> = T extends SourceTree<infer S> ? S : never;
+
+export interface Source<T extends SourceTree = SourceTree> {
+  tree: T;
+  /** Path relative to the source root as the instruction named it, no leading slash ('' is the root itself). */
   rel: string;
-  abs: string;
-  st: Stats;
+  /** Where it is in the tree, symlinks on the way resolved. */
+  path: string;
+  st: EntryOf<T>;
 }
 
 export class CopyError extends BerthError {
@@ -34,51 +100,43 @@ function clean(p: string): string {
   return posix.normalize(posix.join('/', p)).replace(/^\/+/, '').replace(/\/+$/, '');
 }
 
-/** Resolves a path inside `root` following symlinks without ever leaving it. */
-async function resolveInRoot(root: string, rel: string): Promise<string> {
+/** Resolves a path inside the tree following symlinks without ever leaving it. */
+async function resolveInRoot(tree: SourceTree, rel: string): Promise<string> {
   const parts = rel === '' ? [] : rel.split('/');
   let cur = '';
   for (let i = 0; i < parts.length; i++) {
     const next = cur ? `${cur}/${parts[i]}` : parts[i]!;
-    let st: Stats;
-    try {
-      st = await lstat(join(root, next));
-    } catch {
-      return join(root, next, ...parts.slice(i + 1));
-    }
+    const st = await tree.lstat(next);
+    if (!st) return [next, ...parts.slice(i + 1)].join('/');
     if (st.isSymbolicLink()) {
-      const target = await readlink(join(root, next));
+      const target = await tree.readlink(next);
       const resolved = target.startsWith('/') ? clean(target) : clean(posix.join(cur, target));
-      return resolveInRoot(root, [resolved, ...parts.slice(i + 1)].filter(Boolean).join('/'));
+      return resolveInRoot(tree, [resolved, ...parts.slice(i + 1)].filter(Boolean).join('/'));
     }
     cur = next;
   }
-  return join(root, cur);
+  return cur;
 }
 
 /** Expand the source patterns (wildcards, the ignore file for context sources); none found is docker's error. */
-export async function findSources(root: string, patterns: string[], ignore: DockerIgnore | undefined, cmd: string, fromContext: boolean, exclude?: DockerIgnore): Promise<Source[]> {
-  const out: Source[] = [];
+export async function findSources<T extends SourceTree>(tree: T, patterns: string[], ignore: DockerIgnore | undefined, cmd: string, fromContext: boolean, exclude?: DockerIgnore): Promise<Array<Source<T>>> {
+  const out: Array<Source<T>> = [];
   for (const pat of patterns) {
     const p = clean(pat);
     const matches: string[] = [];
     if (hasGlob(p)) {
-      await walkGlob(root, '', p.split('/'), matches);
+      await walkGlob(tree, '', p.split('/'), matches);
       matches.sort();
     } else matches.push(p);
     let found = 0;
     for (const rel of matches) {
       if (fromContext && ignore && rel !== '' && ignore.excluded(rel)) continue;
       if (exclude && rel !== '' && (exclude.excluded(rel) || exclude.excluded(posix.basename(rel)))) continue;
-      const abs = await resolveInRoot(root, rel);
-      let st: Stats;
-      try {
-        st = await lstat(abs);
-      } catch {
-        continue;
-      }
+      const path = await resolveInRoot(tree, rel);
+      const st = await tree.lstat(path) as EntryOf<T> | undefined;
+      if (!st) continue;
       found++;
-      out.push({ rel, abs, st });
+      out.push({ tree, rel, path, st });
     }
     if (found === 0) {
       if (fromContext) throw new CopyError(`${cmd} failed: file not found in build context or excluded by .dockerignore: stat ${p || '.'}: file does not exist`);
@@ -88,7 +146,7 @@ export async function findSources(root: string, patterns: string[], ignore: Dock
   return out;
 }
 
-async function walkGlob(root: string, prefix: string, segs: string[], out: string[]): Promise<void> {
+async function walkGlob(tree: SourceTree, prefix: string, segs: string[], out: string[]): Promise<void> {
   if (segs.length === 0) {
     out.push(prefix);
     return;
@@ -97,48 +155,38 @@ async function walkGlob(root: string, prefix: string, segs: string[], out: strin
   if (!hasGlob(seg)) {
     const next = prefix ? `${prefix}/${seg}` : seg;
     if (rest.length === 0) out.push(next);
-    else await walkGlob(root, next, rest, out);
+    else await walkGlob(tree, next, rest, out);
     return;
   }
-  let names: string[];
-  try {
-    names = await readdir(join(root, prefix));
-  } catch {
-    return;
-  }
+  const names = await tree.readdir(prefix);
   for (const n of names.sort()) {
     if (!globMatch(seg, n)) continue;
-    await walkGlob(root, prefix ? `${prefix}/${n}` : n, rest, out);
+    await walkGlob(tree, prefix ? `${prefix}/${n}` : n, rest, out);
   }
 }
 
-/** Every path under a source (itself first), relative to the source, honouring the ignore file. */
-async function walk(src: Source, ignore: DockerIgnore | undefined, visit: (rel: string, abs: string, st: Stats) => Promise<void>, exclude?: DockerIgnore): Promise<void> {
-  const st = await lstat(src.abs);
-  await visit('', src.abs, st);
+/** Every path under a source (itself first), relative to the source, honouring the ignore file; `path` is where it is in the tree. */
+async function walk<T extends SourceTree>(src: Source<T>, ignore: DockerIgnore | undefined, visit: (rel: string, path: string, st: EntryOf<T>) => Promise<void>, exclude?: DockerIgnore): Promise<void> {
+  const tree = src.tree;
+  const st = await tree.lstat(src.path) as EntryOf<T> | undefined;
+  if (!st) throw new CopyError(`stat ${src.rel}: file does not exist`);
+  await visit('', src.path, st);
   if (!st.isDirectory()) return;
+  const under = (r: string): string => (src.path ? `${src.path}/${r}` : r);
   const rec = async (rel: string): Promise<void> => {
-    for (const name of (await readdir(join(src.abs, rel))).sort()) {
+    for (const name of (await tree.readdir(under(rel))).sort()) {
       const r = rel ? `${rel}/${name}` : name;
       const ctxPath = src.rel ? `${src.rel}/${r}` : r;
-      if (ignore && ignore.excluded(ctxPath)) {
-        const s = await lstat(join(src.abs, r));
-        if (!(s.isDirectory() && ignore.hasExceptions())) continue;
-      }
+      const s = await tree.lstat(under(r)) as EntryOf<T> | undefined;
+      if (!s) continue;
+      if (ignore && ignore.excluded(ctxPath) && !(s.isDirectory() && ignore.hasExceptions())) continue;
       // COPY --exclude patterns are relative to the source.
       if (exclude && exclude.excluded(r)) continue;
-      const s = await lstat(join(src.abs, r));
-      await visit(r, join(src.abs, r), s);
+      await visit(r, under(r), s);
       if (s.isDirectory()) await rec(r);
     }
   };
   await rec('');
-}
-
-async function fileDigest(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 /** A content hash of the sources, and docker's history label kind (file:, dir:, multi:). */
@@ -146,11 +194,12 @@ export async function hashSources(sources: Source[], ignore: DockerIgnore | unde
   const all = createHash('sha256');
   for (const s of sources) {
     const h = createHash('sha256');
-    await walk(s, ignore, async (rel, abs, st) => {
+    const tree = s.tree;
+    await walk(s, ignore, async (rel, path, st) => {
       const type = st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : st.isFile() ? 'f' : 'o';
       h.update(`${rel}\0${type}\0${(st.mode & 0o7777).toString(8)}\0`);
-      if (st.isFile()) h.update(await fileDigest(abs));
-      else if (st.isSymbolicLink()) h.update(await readlink(abs));
+      if (st.isFile()) h.update(await tree.digest(path));
+      else if (st.isSymbolicLink()) h.update(await tree.readlink(path));
       h.update('\n');
     }, exclude);
     all.update(`${s.rel}:${h.digest('hex')}\n`);
@@ -227,7 +276,7 @@ function untar(archive: string, dest: string): Promise<boolean> {
 }
 
 /** Copy the sources into the stage at the destination, with docker's rules. */
-export async function copyInto(c: CopyInto, sources: Source[], destIsDir: boolean): Promise<void> {
+export async function copyInto(c: CopyInto, sources: Array<Source<DiskTree>>, destIsDir: boolean): Promise<void> {
   const dest = c.dest;
   const existing = await statInLayers(c.lowerTopFirst, dest);
   const intoDir = destIsDir || sources.length > 1 || existing?.isDirectory() === true || c.parents === true;
@@ -238,24 +287,25 @@ export async function copyInto(c: CopyInto, sources: Source[], destIsDir: boolea
       await copyTree(c, s, clean(d));
       continue;
     }
-    if (c.unpack && s.st.isFile() && isArchiveMagic(await readHead(s.abs))) {
+    const abs = s.tree.abs(s.path);
+    if (c.unpack && s.st.isFile() && isArchiveMagic(await readHead(abs))) {
       // A local archive is unpacked into the destination directory.
       await ensureDirIn(c, dest, c.chown);
       const target = join(c.stage, clean(dest));
-      if (await untar(s.abs, target)) continue;
+      if (await untar(abs, target)) continue;
     }
-    const name = c.parents ? s.rel : posix.basename(s.rel || s.abs);
+    const name = c.parents ? s.rel : posix.basename(s.rel || s.path);
     const target = intoDir ? posix.join(clean(dest), name) : clean(dest);
     await ensureDirIn(c, posix.dirname(posix.join('/', target)), c.chown);
-    await copyEntry(c, s.abs, s.st, join(c.stage, target));
+    await copyEntry(c, abs, s.st, join(c.stage, target));
   }
 }
 
-async function copyTree(c: CopyInto, s: Source, destRel: string): Promise<void> {
-  await walk(s, c.ignore, async (rel, abs, st) => {
+async function copyTree(c: CopyInto, s: Source<DiskTree>, destRel: string): Promise<void> {
+  await walk(s, c.ignore, async (rel, path, st) => {
     if (rel === '') return;
     const target = join(c.stage, destRel, rel);
-    await copyEntry(c, abs, st, target);
+    await copyEntry(c, s.tree.abs(path), st, target);
   }, c.exclude);
 }
 

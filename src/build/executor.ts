@@ -21,8 +21,9 @@ import { Expander } from './expand.ts';
 import { DockerfileError, parseDockerfile, parseKeyValues, parseStages, splitRawWords } from './parser.ts';
 import type { Instruction, Stage, StagedDockerfile } from './parser.ts';
 import { DockerIgnore } from './dockerignore.ts';
-import { copyInto, findSources, hashSources, parseChmod, resolveDest } from './copy.ts';
+import { DiskTree, copyInto, findSources, hashSources, parseChmod, resolveDest } from './copy.ts';
 import type { Source } from './copy.ts';
+import { BuildContext } from './context.ts';
 import { mountLayers, statInLayers } from './rootview.ts';
 import type { RootView } from './rootview.ts';
 import type { BuildCache } from './cache.ts';
@@ -33,8 +34,11 @@ import {
 } from './instructions.ts';
 
 export interface BuildRequest {
-  contextDir: string;
+  /** The context as received: hashed from memory, written to disk only when a step needs its files. */
+  context: BuildContext;
   dockerfile: string;
+  /** The Dockerfile already parsed (the service checks it before the build starts). */
+  parsed?: StagedDockerfile;
   tags: string[];
   buildArgs: Record<string, string | null>;
   labels: Record<string, string>;
@@ -144,7 +148,7 @@ export class Executor {
     this.sink = sink;
     this.emptyDir = emptyDir;
     this.tmpRoot = join(engine.cfg.dataRoot, 'build', 'tmp');
-    this.df = parseStages(req.dockerfile);
+    this.df = req.parsed ?? parseStages(req.dockerfile);
     this.esc = this.df.directives.escape;
   }
 
@@ -714,7 +718,7 @@ export class Executor {
             const v = await mountLayers(this.layerDirs(cfg), this.tmpRoot, this.emptyDir);
             views.push(v);
             root = v.path;
-          } else root = this.req.contextDir;
+          } else root = await this.req.context.directory();
           const src = join(root, posix.normalize(posix.join('/', m.source ?? '/')));
           try {
             await lstat(src);
@@ -762,10 +766,10 @@ export class Executor {
       if (flags.has(f)) throw new BuildFailure(`${cmd} --${f} is only for remote sources, which this builder does not fetch`);
     }
     let view: RootView | undefined;
-    let heredocDir: string | undefined;
+    let heredocs: BuildContext | undefined;
     try {
       // Where the sources come from: the context, a stage or an image, or the heredocs.
-      let srcRoot = this.req.contextDir;
+      let fromTree: DiskTree | undefined;
       let fromContext = true;
       let fromKey = 'context';
       if (fromFlag) {
@@ -783,19 +787,17 @@ export class Executor {
           fromKey = img.record.id;
         }
         view = await mountLayers(this.layerDirs(cfg), this.tmpRoot, this.emptyDir);
-        srcRoot = view.path;
+        fromTree = new DiskTree(view.path);
         fromContext = false;
       }
-      const sources: Source[] = [];
+      const heredocFiles = ins.heredocs.map((h) => h.name);
+      let heredocSources: Source[] = [];
       const plain = srcWords.filter((w) => !(w.startsWith('<<') && heredocNames.has(w.replace(/^<<-?["']?|["']?$/g, ''))));
       if (ins.heredocs.length) {
-        heredocDir = join(this.tmpRoot, `heredoc-${randomBytes(6).toString('hex')}`);
-        await mkdir(heredocDir, { recursive: true });
-        for (const h of ins.heredocs) {
-          const content = h.expand ? x.heredoc(h.content) : h.content;
-          await writeFile(join(heredocDir, h.name), content, { mode: 0o644 });
-        }
-        sources.push(...(await findSources(heredocDir, ins.heredocs.map((h) => h.name), undefined, cmd, false)));
+        // Like the context: hashed from memory, written out only on a cache miss.
+        const files = ins.heredocs.map((h) => ({ name: h.name, content: h.expand ? x.heredoc(h.content) : h.content }));
+        heredocs = await BuildContext.fromFiles(files, join(this.tmpRoot, `heredoc-${randomBytes(6).toString('hex')}`));
+        heredocSources = await findSources(heredocs, heredocFiles, undefined, cmd, false);
       }
       for (const w of plain) {
         if (/^https?:\/\//i.test(w)) {
@@ -803,8 +805,10 @@ export class Executor {
           throw new BuildFailure(`ADD failed: remote sources are not supported by this builder: ${w}`);
         }
       }
-      if (plain.length) sources.push(...(await findSources(srcRoot, plain, fromContext ? this.req.ignore : undefined, cmd, fromContext, exclude)));
-      const { kind, hash } = await hashSources(sources, fromContext ? this.req.ignore : undefined, exclude);
+      const ignore = fromContext ? this.req.ignore : undefined;
+      // Context sources are found and hashed in the context as received; only a cache miss needs them on disk.
+      const found = plain.length ? await findSources(fromTree ?? this.req.context, plain, ignore, cmd, fromContext, exclude) : [];
+      const { kind, hash } = await hashSources([...heredocSources, ...found], ignore, exclude);
       const createdBy = nopHistory1(run, `${cmd} ${kind}:${hash} in ${destRaw} `);
       const chownSpec = flags.get('chown') ? x.word(flags.get('chown')!) : undefined;
       await this.cached(si, st, [cmd, createdBy, chownSpec, chmod, dest, isDir, fromKey, excludes, parents], async () => {
@@ -813,7 +817,9 @@ export class Executor {
         const stageDir = join(this.tmpRoot, `copy-${randomBytes(6).toString('hex')}`);
         await mkdir(stageDir, { mode: 0o755 });
         try {
-          await copyInto({ stage: stageDir, lowerTopFirst: lowers, dest, chown, chmod, unpack: cmd === 'ADD', ignore: fromContext ? this.req.ignore : undefined, exclude, parents }, sources, isDir);
+          const onDisk = fromTree || !plain.length ? (found as Array<Source<DiskTree>>) : await findSources(new DiskTree(await this.req.context.directory()), plain, ignore, cmd, true, exclude);
+          const heredocsOnDisk = heredocs ? await findSources(new DiskTree(await heredocs.directory()), heredocFiles, undefined, cmd, false) : [];
+          await copyInto({ stage: stageDir, lowerTopFirst: lowers, dest, chown, chmod, unpack: cmd === 'ADD', ignore, exclude, parents }, [...heredocsOnDisk, ...onDisk], isDir);
           const snap = await snapshotLayer(this.engine.layers, stageDir, topChain(st.config), { move: true });
           return childConfig(st.config, { run, createdBy, diffId: snap.diffId });
         } finally {
@@ -822,7 +828,7 @@ export class Executor {
       });
     } finally {
       await view?.release();
-      if (heredocDir) await removeTree(heredocDir);
+      await heredocs?.dispose();
     }
   }
 }

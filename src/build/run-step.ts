@@ -17,7 +17,8 @@ import { buildSpec } from '../runtime/oci-spec.ts';
 import type { OciMount } from '../runtime/oci-spec.ts';
 import { MonitorConnection, spawnMonitor } from '../runtime/monitor.ts';
 import type { ExitInfo } from '../runtime/monitor.ts';
-import { MonitorLauncher } from '../runtime/launcher.ts';
+import { launcherFor } from '../runtime/launcher.ts';
+import type { MonitorLauncher } from '../runtime/launcher.ts';
 import { computeCapabilities } from '../runtime/capabilities.ts';
 import { statInLayers } from './rootview.ts';
 import { ensureDir, removeTree } from '../util/fsutil.ts';
@@ -53,7 +54,7 @@ export class BuildRunner {
   constructor(cfg: DaemonConfig, emptyDir: string) {
     this.cfg = cfg;
     this.emptyDir = emptyDir;
-    this.launcher = new MonitorLauncher(join(cfg.nativeDir, 'berth-launcher'));
+    this.launcher = launcherFor(cfg.nativeDir);
   }
 
   private get runtimeRoot(): string {

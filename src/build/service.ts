@@ -5,22 +5,21 @@
  * whether it succeeded or not.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { Engine } from '../engine/engine.ts';
-import { applyLayer, decompressStream } from '../image/layer.ts';
 import type { ByteSource } from '../util/tar.ts';
 import { ensureDir, removeTree } from '../util/fsutil.ts';
-import { invalid, isErrno } from '../util/errors.ts';
+import { invalid } from '../util/errors.ts';
 import { parseRepoAndTag } from '../image/reference.ts';
 import { DockerIgnore } from './dockerignore.ts';
 import { BuildCache } from './cache.ts';
+import { BuildContext } from './context.ts';
 import { BuildRunner } from './run-step.ts';
 import { Executor } from './executor.ts';
 import type { BuildRequest, BuildSink } from './executor.ts';
 
-/** What a build request asks for; the service supplies the context directory and .dockerignore. */
-export type BuildParams = Omit<BuildRequest, 'contextDir' | 'ignore'>;
+/** What a build request asks for; the service supplies the context and .dockerignore. */
+export type BuildParams = Omit<BuildRequest, 'context' | 'ignore' | 'parsed'>;
 
 export class BuildService {
   private readonly engine: Engine;
@@ -59,27 +58,23 @@ export class BuildService {
    * throw after it.
    */
   async build(context: ByteSource, p: BuildParams, begin: () => BuildSink): Promise<string> {
-    const ctxDir = join(this.tmp, `ctx-${randomBytes(8).toString('hex')}`);
+    const dfName = posix.normalize(p.dockerfile || 'Dockerfile').replace(/^\/+/, '');
+    const ctx = await BuildContext.receive(context, join(this.tmp, `ctx-${randomBytes(8).toString('hex')}`), { wanted: [dfName, 'dockerfile', '.dockerignore'] });
     try {
-      await applyLayer(ctxDir, decompressStream(context));
-      const dfName = posix.normalize(p.dockerfile || 'Dockerfile').replace(/^\/+/, '');
-      let text: string;
-      try {
-        text = await readFile(join(ctxDir, dfName), 'utf8');
-      } catch (err) {
-        if (!isErrno(err, 'ENOENT') && !isErrno(err, 'EISDIR')) throw err;
-        // docker also accepts a lower-case dockerfile when the default name is missing.
-        if (!p.dockerfile || p.dockerfile === 'Dockerfile') text = await readFile(join(ctxDir, 'dockerfile'), 'utf8').catch(() => { throw invalid(`Cannot locate specified Dockerfile: ${dfName}`); });
-        else throw invalid(`Cannot locate specified Dockerfile: ${dfName}`);
-      }
+      let df = await ctx.readFile(dfName);
+      // docker also accepts a lower-case dockerfile when the default name is missing.
+      if (!df && (!p.dockerfile || p.dockerfile === 'Dockerfile')) df = await ctx.readFile('dockerfile');
+      if (!df) throw invalid(`Cannot locate specified Dockerfile: ${dfName}`);
+      const text = df.toString('utf8');
       if (text.trim() === '') throw invalid(`the Dockerfile (${dfName}) cannot be empty`);
-      Executor.parse(text);
-      const ignoreText = await readFile(join(ctxDir, '.dockerignore'), 'utf8').catch(() => '');
+      const parsed = Executor.parse(text);
+      const ignoreText = (await ctx.readFile('.dockerignore'))?.toString('utf8') ?? '';
       const ignore = ignoreText ? new DockerIgnore(ignoreText) : undefined;
       const sink = begin();
       const ex = new Executor(this.engine, this.cache, this.runner, {
-        contextDir: ctxDir,
+        context: ctx,
         dockerfile: text,
+        parsed,
         tags: p.tags,
         buildArgs: p.buildArgs,
         labels: p.labels,
@@ -95,7 +90,7 @@ export class BuildService {
       for (const t of p.tags) await this.engine.images.tag(id, t);
       return id;
     } finally {
-      await removeTree(ctxDir);
+      await ctx.dispose();
     }
   }
 

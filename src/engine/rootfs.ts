@@ -1,4 +1,4 @@
-import { lstat, readFile } from 'node:fs/promises';
+import { lstatSync, readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { invalid } from '../util/errors.ts';
 
@@ -10,16 +10,19 @@ import { invalid } from '../util/errors.ts';
  * /etc/passwd and /etc/group, which is what this is for.
  */
 export async function readFromLayers(dirsTopFirst: string[], path: string): Promise<Buffer | undefined> {
+  // Synchronous calls on purpose: the files are small and this runs on the
+  // path of every container start, where a chain of thread-pool round trips
+  // (lstat, open, fstat, read, close per layer) costs several milliseconds.
   const rel = posix.normalize(path).replace(/^\/+/, '');
   for (const dir of dirsTopFirst) {
-    const full = join(dir, rel);
+    const st = lstatSync(join(dir, rel), { throwIfNoEntry: false });
+    if (!st) continue;
+    if (st.isCharacterDevice() && st.rdev === 0) return undefined; // whiteout
+    if (!st.isFile()) return undefined;
     try {
-      const st = await lstat(full);
-      if (st.isCharacterDevice() && st.rdev === 0) return undefined; // whiteout
-      if (!st.isFile()) return undefined;
-      return await readFile(full);
+      return readFileSync(join(dir, rel));
     } catch {
-      // not in this layer
+      return undefined;
     }
   }
   return undefined;

@@ -93,6 +93,9 @@ export class ImageStore {
       throw invalid('invalid image config: not JSON');
     }
     if (!config.rootfs || !Array.isArray(config.rootfs.diff_ids)) throw invalid('invalid image config: no rootfs.diff_ids');
+    // The same image again (a fully cached build) changes nothing: no disk work.
+    const known = this.records.get(sha256Digest(configBytes));
+    if (known && Object.entries(extra).every(([k, v]) => known[k as keyof ImageRecord] === v)) return known;
     for (const chain of chainIds(config.rootfs.diff_ids)) {
       if (!(await this.layers.has(chain))) throw invalid(`image layer ${chain} is missing`);
     }
@@ -178,10 +181,37 @@ export class ImageStore {
     if (!this.records.has(id)) throw notFound(`No such image: ${id}`);
     const key = refString(ref.digest ? ref : withDefaultTag(ref));
     const prev = this.refs.get(key);
-    this.refs.set(key, id);
-    await this.saveRefs();
-    if (!ref.digest) await this.update(id, { lastTagTime: new Date().toISOString() });
+    if (prev !== id) {
+      this.refs.set(key, id);
+      await this.saveRefs();
+    }
+    if (!ref.digest) {
+      const lastTagTime = new Date().toISOString();
+      if (prev !== id) await this.update(id, { lastTagTime });
+      else {
+        // Docker records the time of every tagging, even one that changes
+        // nothing (a rebuild). Only that time is at stake then: it is
+        // visible at once and written to disk just after, off the caller's path.
+        this.records.get(id)!.lastTagTime = lastTagTime;
+        this.persistSoon(id);
+      }
+    }
     return prev !== id ? prev : undefined;
+  }
+
+  private readonly unsaved = new Set<string>();
+
+  /** Write an image's record on the next turn of the event loop (atomically, without fsync), once however often asked. */
+  private persistSoon(id: string): void {
+    if (this.unsaved.has(id)) return;
+    this.unsaved.add(id);
+    setImmediate(() => {
+      this.unsaved.delete(id);
+      const rec = this.records.get(id);
+      // Removed meanwhile: nothing to write. The write itself is synchronous, so it cannot race a removal.
+      if (!rec) return;
+      writeJsonAtomic(this.recordPath(id), rec, { durable: false }).catch(() => undefined);
+    });
   }
 
   async untag(ref: Reference): Promise<string | undefined> {

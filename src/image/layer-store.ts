@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readdir, rename, stat, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { applyLayer, decompressStream, diffLayer } from './layer.ts';
@@ -172,6 +173,15 @@ export class LayerStore {
 
   async list(): Promise<string[]> {
     return (await readdir(this.root)).filter((f) => /^[a-f0-9]{64}$/.test(f)).map((f) => `sha256:${f}`);
+  }
+
+  /**
+   * exists() without the thread pool: one stat(2) costs microseconds, a
+   * round trip through libuv's pool far more (the build cache checks every
+   * layer of every cached step).
+   */
+  present(chainId: string): boolean {
+    return existsSync(this.diffDir(chainId));
   }
 
   async exists(chainId: string): Promise<boolean> {

@@ -20,6 +20,7 @@ import { ensureBridge, hostSubnets, linkExists, linksWithAlias, removeLink, setS
 import { Firewall } from './firewall.ts';
 import type { FirewallState } from './firewall.ts';
 import { Sandboxes } from './sandbox.ts';
+import { launcherFor } from '../runtime/launcher.ts';
 import type { Plumbing } from './sandbox.ts';
 import { DnsServer } from './dns.ts';
 import type { Upstream } from './dns.ts';
@@ -112,7 +113,7 @@ export class NetworkService {
     this.events = events;
     this.tag = daemonTag(cfg);
     this.store = new NetworkStore(cfg.dataRoot);
-    this.sandboxes = new Sandboxes(cfg.execRoot);
+    this.sandboxes = new Sandboxes(cfg.execRoot, cfg.nativeDir, launcherFor(cfg.nativeDir));
     this.firewall = new Firewall(this.tag);
   }
 
@@ -260,6 +261,7 @@ export class NetworkService {
     for (const d of this.dns.values()) d.stop();
     this.dns.clear();
     this.reservations.releaseAll();
+    await this.sandboxes.settle();
     const running = this.access().list().some((c) => c.State.Running);
     if (running) return;
     await this.firewall.remove().catch((err) => log.warn('removing firewall rules failed', { error: errorMessage(err) }));
@@ -745,8 +747,14 @@ export class NetworkService {
     ns.Ports = ports;
   }
 
-  /** After the container's exit (or a failed start): give back everything its network took. */
-  async teardown(rec: ContainerRecord): Promise<void> {
+  /**
+   * After the container's exit (or a failed start): give back everything its
+   * network took. Addresses, ports and firewall rules are released before
+   * this returns; with `background`, the namespace's removal may finish
+   * later (nothing can reuse it meanwhile: a new namespace for the same
+   * container waits for it), which keeps it off the path of `run --rm`.
+   */
+  async teardown(rec: ContainerRecord, opts: { background?: boolean } = {}): Promise<void> {
     const state = this.active.get(rec.Id);
     this.active.delete(rec.Id);
     this.reservations.release(rec.Id);
@@ -759,7 +767,11 @@ export class NetworkService {
       ns.SandboxID = '';
       ns.Ports = {};
     }
-    if (this.sandboxes.exists(rec.Id) || state) await this.sandboxes.destroy(rec.Id);
+    if (this.sandboxes.exists(rec.Id) || state) {
+      const removed = this.sandboxes.destroy(rec.Id);
+      if (opts.background) removed.catch((err) => log.warn('removing a network namespace failed', { id: rec.Id, error: errorMessage(err) }));
+      else await removed;
+    }
     if (state?.ports.length) await this.syncFirewall();
   }
 

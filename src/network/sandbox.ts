@@ -4,11 +4,17 @@
  * can change it while the container runs (connect, disconnect). Removing the
  * bind mount after the container's exit frees the namespace, and the kernel
  * deletes its interfaces (and their veth peers on the bridges) with it.
+ *
+ * Namespaces and veth endpoints are made by native/berth-netns over
+ * netlink, run through the launcher: one small process start instead of
+ * the two or three ip(8) and unshare(1) starts from Node that the same work
+ * would take on the path of every container start.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ipBatch, run } from './cmd.ts';
+import { CommandError, ipBatch } from './cmd.ts';
+import type { MonitorLauncher } from '../runtime/launcher.ts';
 import type { Endpoint, SandboxState } from './types.ts';
 import { writeFileAtomic } from '../util/fsutil.ts';
 
@@ -24,9 +30,21 @@ export interface Plumbing {
 
 export class Sandboxes {
   readonly dir: string;
+  private readonly helper: string;
+  private readonly launcher: MonitorLauncher;
+  /** Removals still running, by container ID: a new namespace for the same ID waits for them. */
+  private readonly removing = new Map<string, Promise<void>>();
 
-  constructor(execRoot: string) {
+  constructor(execRoot: string, nativeDir: string, launcher: MonitorLauncher) {
     this.dir = join(execRoot, 'netns');
+    this.helper = join(nativeDir, 'berth-netns');
+    this.launcher = launcher;
+  }
+
+  /** Run berth-netns; its one-line error becomes the exception's message. */
+  private async netns(args: string[]): Promise<void> {
+    const r = await this.launcher.runHelper([this.helper, ...args]);
+    if (r.code !== 0) throw new CommandError(r.output.trim() || `berth-netns ${args[0]} exited with ${r.code}`, r.output);
   }
 
   async init(): Promise<void> {
@@ -48,17 +66,12 @@ export class Sandboxes {
   /** A new namespace with loopback up and the first endpoint (if any) plumbed. */
   async create(id: string, first?: { ep: Endpoint; how: Plumbing }): Promise<string> {
     const path = this.path(id);
+    await this.removing.get(id);
     if (this.exists(id)) await this.destroy(id);
-    await writeFile(path, '');
-    const inside = ['link set lo up'];
-    if (first?.how.kind === 'bridge') inside.push(...vethInside(first.ep, first.how));
+    writeFileSync(path, ''); // the mount point for the namespace
     try {
-      // unshare makes the namespace, bind-mounts it at `path`, then ip configures it from inside.
-      await run('unshare', [`--net=${path}`, 'ip', '-batch', '-'], inside.join('\n') + '\n');
-      if (first) {
-        if (first.how.kind === 'bridge') await ipBatch(vethHost(first.ep, first.how));
-        else await this.macvlan(path, first.ep, first.how);
-      }
+      await this.netns(['create', path, ...(first?.how.kind === 'bridge' ? [vethSpec(first.ep, first.how)] : [])]);
+      if (first?.how.kind === 'macvlan') await this.macvlan(path, first.ep, first.how);
     } catch (err) {
       await this.destroy(id);
       throw err;
@@ -70,13 +83,7 @@ export class Sandboxes {
   async attach(id: string, ep: Endpoint, how: Plumbing): Promise<void> {
     const path = this.path(id);
     if (how.kind === 'macvlan') return this.macvlan(path, ep, how);
-    await ipBatch(vethInside(ep, how), path);
-    try {
-      await ipBatch(vethHost(ep, how));
-    } catch (err) {
-      await ipBatch([`link del dev ${ep.iface}`], path).catch(() => undefined);
-      throw err;
-    }
+    await this.netns(['veth', path, vethSpec(ep, how)]);
   }
 
   private async macvlan(path: string, ep: Endpoint, how: Plumbing): Promise<void> {
@@ -96,16 +103,34 @@ export class Sandboxes {
     await ipBatch([`link del dev ${ep.iface}`], this.path(id)).catch(() => undefined);
   }
 
-  /** Unmount and remove the namespace file; the kernel frees the namespace and its interfaces. */
-  async destroy(id: string): Promise<void> {
-    const path = this.path(id);
-    if (isMountPoint(path)) await run('umount', ['-l', path]).catch(() => undefined);
-    await rm(path, { force: true });
-    await rm(this.statePath(id), { force: true });
+  /**
+   * Unmount and remove the namespace file; the kernel frees the namespace
+   * and its interfaces. Removals of one ID run one after another, and
+   * `create` for that ID waits for them.
+   */
+  destroy(id: string): Promise<void> {
+    const before = this.removing.get(id) ?? Promise.resolve();
+    const done = before.then(async () => {
+      const path = this.path(id);
+      if (isMountPoint(path)) await this.netns(['destroy', path]).catch(() => undefined);
+      await rm(path, { force: true });
+      await rm(this.statePath(id), { force: true });
+    });
+    this.removing.set(id, done);
+    void done.finally(() => {
+      if (this.removing.get(id) === done) this.removing.delete(id);
+    });
+    return done;
+  }
+
+  /** Every removal still running (berthd stopping waits for them). */
+  async settle(): Promise<void> {
+    await Promise.all([...this.removing.values()]);
   }
 
   async saveState(state: SandboxState): Promise<void> {
-    await writeFileAtomic(this.statePath(state.containerId), JSON.stringify(state));
+    // A namespace does not survive a reboot, so neither need its record: no fsync.
+    await writeFileAtomic(this.statePath(state.containerId), JSON.stringify(state), { durable: false });
   }
 
   async loadState(id: string): Promise<SandboxState | undefined> {
@@ -124,19 +149,10 @@ export class Sandboxes {
   }
 }
 
-/** Inside the namespace: the veth pair, its peer created directly in berthd's namespace. */
-function vethInside(ep: Endpoint, how: Plumbing): string[] {
-  const mtu = how.mtu ? ` mtu ${how.mtu}` : '';
-  return [
-    `link add name ${ep.iface}${mtu} address ${ep.mac} type veth peer name ${ep.hostIface}${mtu} netns /proc/${process.pid}/ns/net`,
-    `addr add ${ep.ip}/${ep.prefix} dev ${ep.iface}`,
-    `link set dev ${ep.iface} up`,
-    ...(how.defaultRoute && ep.gateway ? [`route replace default via ${ep.gateway} dev ${ep.iface}`] : []),
-  ];
-}
-
-function vethHost(ep: Endpoint, how: Plumbing): string[] {
-  return [`link set dev ${ep.hostIface} master ${how.device} up`];
+/** An endpoint as berth-netns takes it: IFNAME,HOSTIF,MAC,ADDR/PREFIX,GATEWAY,MTU,BRIDGE. */
+function vethSpec(ep: Endpoint, how: Plumbing): string {
+  const gateway = how.defaultRoute && ep.gateway ? ep.gateway : '';
+  return [ep.iface, ep.hostIface, ep.mac, `${ep.ip}/${ep.prefix}`, gateway, how.mtu ?? 0, how.device].join(',');
 }
 
 function isMountPoint(path: string): boolean {

@@ -1,37 +1,37 @@
 /**
  * berthd's side of native/berth-launcher.c: a small process that starts
- * monitors, so that berthd never forks itself on the path of a container
- * start (a fork of the Node.js process stalls its event loop).
+ * monitors and runs short native helpers, so that berthd never forks itself
+ * on the path of a container start (a fork of the Node.js process stalls
+ * its event loop for several milliseconds).
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { systemError } from '../util/errors.ts';
 
-export class MonitorLauncher {
-  private readonly path: string;
-  private proc?: ChildProcess;
-  private buf = '';
-  private waiting: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+/** How a helper run through the launcher ended. */
+export interface HelperResult {
+  /** Exit status; 127 when it could not be executed, 128+N when killed by signal N. */
+  code: number;
+  /** What it wrote to stdout and stderr. */
+  output: string;
+}
+
+type Waiter =
+  | { kind: 'monitor'; resolve: () => void; reject: (e: Error) => void }
+  | { kind: 'helper'; resolve: (r: HelperResult) => void; reject: (e: Error) => void };
+
+/** One launcher process with its own reply buffer and queue of requests in flight. */
+class LauncherProcess {
+  readonly proc: ChildProcess;
+  private buf: Buffer = Buffer.alloc(0);
+  private readonly waiting: Waiter[] = [];
 
   constructor(path: string) {
-    this.path = path;
-  }
-
-  private ensure(): ChildProcess {
-    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null && this.proc.stdin?.writable) return this.proc;
-    const p = spawn(this.path, [], { stdio: ['pipe', 'pipe', 'ignore'] });
-    this.buf = '';
+    const p = spawn(path, [], { stdio: ['pipe', 'pipe', 'ignore'] });
     p.stdout!.on('data', (d: Buffer) => {
-      this.buf += d.toString();
-      let i: number;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 1);
-        const w = this.waiting.shift();
-        if (!w) continue;
-        if (line === 'ready') w.resolve();
-        else w.reject(systemError(`container monitor failed to start: ${line.replace(/^error: /, '')}`));
-      }
+      this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+      while (this.takeReply()) { /* one reply per turn */ }
     });
     p.on('exit', () => {
       // Requests in flight die with it; the next request starts a new launcher.
@@ -42,22 +42,80 @@ export class MonitorLauncher {
     (p.stdout as unknown as { unref?: () => void }).unref?.();
     (p.stdin as unknown as { unref?: () => void }).unref?.();
     this.proc = p;
-    return p;
+  }
+
+  get usable(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null && !!this.proc.stdin?.writable;
+  }
+
+  request(argv: string[], w: Waiter): void {
+    const payload = Buffer.from(argv.map((a) => `${a}\0`).join(''));
+    const hdr = Buffer.alloc(4);
+    hdr.writeUInt32BE(payload.length);
+    this.waiting.push(w);
+    this.proc.stdin!.write(Buffer.concat([hdr, payload]));
+  }
+
+  /** Consume one complete reply from the buffer, if there is one. */
+  private takeReply(): boolean {
+    const nl = this.buf.indexOf(10);
+    if (nl < 0) return false;
+    const line = this.buf.subarray(0, nl).toString();
+    const w = this.waiting[0];
+    if (w?.kind === 'helper') {
+      const m = /^exit (\d+) (\d+)$/.exec(line);
+      const size = m ? Number(m[2]) : 0;
+      if (this.buf.length < nl + 1 + size) return false;
+      const output = this.buf.subarray(nl + 1, nl + 1 + size).toString();
+      this.buf = this.buf.subarray(nl + 1 + size);
+      this.waiting.shift();
+      if (m) w.resolve({ code: Number(m[1]), output });
+      else w.reject(systemError(`the launcher said something unexpected: ${line}`));
+      return true;
+    }
+    this.buf = this.buf.subarray(nl + 1);
+    this.waiting.shift();
+    if (!w) return true;
+    if (line === 'ready') w.resolve();
+    else w.reject(systemError(`container monitor failed to start: ${line.replace(/^error: /, '')}`));
+    return true;
+  }
+}
+
+export class MonitorLauncher {
+  private readonly path: string;
+  private current?: LauncherProcess;
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  private ensure(): LauncherProcess {
+    if (!this.current?.usable) this.current = new LauncherProcess(this.path);
+    return this.current;
   }
 
   /** Start a monitor with this argv (program first); resolves when it is ready. */
   launch(argv: string[]): Promise<void> {
-    const p = this.ensure();
-    const payload = Buffer.from(argv.map((a) => `${a}\0`).join(''));
-    const hdr = Buffer.alloc(4);
-    hdr.writeUInt32BE(payload.length);
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      p.stdin!.write(Buffer.concat([hdr, payload]));
-    });
+    return new Promise((resolve, reject) => this.ensure().request(argv, { kind: 'monitor', resolve, reject }));
   }
 
-  stop(): void {
-    this.proc?.stdin?.end();
+  /** Run a short helper (program first) to its end; stdin is /dev/null. */
+  runHelper(argv: string[]): Promise<HelperResult> {
+    return new Promise((resolve, reject) => this.ensure().request(['--run', ...argv], { kind: 'helper', resolve, reject }));
   }
+
+  /** Close the launcher's stdin: it ends once the requests in flight are answered. */
+  stop(): void {
+    this.current?.proc.stdin?.end();
+  }
+}
+
+const shared = new Map<string, MonitorLauncher>();
+
+/** The daemon's one launcher for the native programs in `nativeDir`. */
+export function launcherFor(nativeDir: string): MonitorLauncher {
+  let l = shared.get(nativeDir);
+  if (!l) shared.set(nativeDir, (l = new MonitorLauncher(join(nativeDir, 'berth-launcher'))));
+  return l;
 }

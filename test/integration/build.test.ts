@@ -6,7 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { TestDaemon, BUSYBOX_TAR } from '../helpers/daemon.ts';
@@ -210,6 +210,95 @@ test('the cache: reused when nothing changed, invalidated by content and args, s
   assert.match(pr.stdout, /Total reclaimed space/);
   const after = d.berth(['build', '-t', 'cached', dir]);
   assert.doesNotMatch(after.stdout, /Using cache/);
+  assertClean();
+});
+
+test('the context: cached across both CLIs, only what COPY takes counts, large files and bind mounts read on a miss', () => {
+  const dir = ctx('context', {
+    'docker/Dockerfile': [
+      'FROM busybox',
+      'COPY app/ /app/',
+      'RUN wc -c < /app/big > /big-size',
+      'RUN --mount=type=bind,source=app,target=/mnt cat /mnt/a.txt > /from-bind',
+      'CMD ["cat", "/app/a.txt"]',
+      '',
+    ].join('\n'),
+    'app/a.txt': 'one\n',
+    'app/sub/b.txt': 'b\n',
+    'app/skip.log': 'ignored\n',
+    'unused.txt': 'not copied\n',
+    '.dockerignore': 'app/*.log\n',
+  });
+  // Larger than what the daemon keeps in memory per file: read back from the context written out.
+  writeFileSync(join(dir, 'app', 'big'), Buffer.alloc(300 << 10, 'x'));
+  const df = join(dir, 'docker', 'Dockerfile');
+  const cached = (r: RunResult): number => (r.stdout.match(/Using cache/g) ?? []).length;
+  const first = dockerBuild(['-f', df, '-t', 'ctxcache', dir]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(cached(first), 0);
+  const id1 = inspect('ctxcache', '{{.Id}}');
+  const run = (cmd: string): string => d.docker(['run', '--rm', 'ctxcache', 'cat', cmd]).stdout;
+  assert.equal(run('/big-size').trim(), String(300 << 10));
+  assert.equal(run('/from-bind'), 'one\n');
+  assert.equal(d.docker(['run', '--rm', 'ctxcache', 'ls', '/app']).stdout, 'a.txt\nbig\nsub\n');
+
+  // The same context through the other CLI: every step from the cache, the same image.
+  const again = d.berth(['build', '-f', df, '-t', 'ctxcache', dir]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(cached(again), 4, again.stdout);
+  assert.equal(inspect('ctxcache', '{{.Id}}'), id1);
+
+  // Files the COPY does not take (not named, or excluded by .dockerignore) do not matter.
+  writeFileSync(join(dir, 'unused.txt'), 'changed\n');
+  writeFileSync(join(dir, 'app', 'skip.log'), 'changed too\n');
+  for (const r of [dockerBuild(['-f', df, '-t', 'ctxcache', dir]), d.berth(['build', '-f', df, '-t', 'ctxcache', dir])]) {
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(cached(r), 4, r.stdout);
+    assert.equal(inspect('ctxcache', '{{.Id}}'), id1);
+  }
+
+  // A copied file's mode is part of the key: the COPY and what follows run again.
+  chmodSync(join(dir, 'app', 'sub', 'b.txt'), 0o600);
+  const mode = d.berth(['build', '-f', df, '-t', 'ctxcache', dir]);
+  assert.equal(mode.code, 0, mode.stderr);
+  assert.equal(cached(mode), 0, mode.stdout);
+  const id2 = inspect('ctxcache', '{{.Id}}');
+  assert.notEqual(id2, id1);
+  assert.match(d.docker(['run', '--rm', 'ctxcache', 'stat', '-c', '%a', '/app/sub/b.txt']).stdout, /^600/);
+
+  // So is its content; the new content is what the image holds.
+  writeFileSync(join(dir, 'app', 'a.txt'), 'two\n');
+  const content = dockerBuild(['-f', df, '-t', 'ctxcache', dir]);
+  assert.equal(content.code, 0, content.stderr);
+  assert.equal(cached(content), 0, content.stdout);
+  assert.notEqual(inspect('ctxcache', '{{.Id}}'), id2);
+  assert.equal(d.docker(['run', '--rm', 'ctxcache']).stdout, 'two\n');
+  assert.equal(run('/from-bind'), 'two\n');
+  assertClean();
+});
+
+test('COPY from a heredoc: cached while its text is the same, copied again when it changes', () => {
+  const dockerfile = (who: string): string => ['FROM busybox', 'ARG WHO=world', 'COPY <<EOF /greeting', `hello \${WHO} from ${who}`, 'EOF', 'CMD ["cat", "/greeting"]', ''].join('\n');
+  const dir = ctx('heredoc-cache', { Dockerfile: dockerfile('one') });
+  const cached = (r: RunResult): number => (r.stdout.match(/Using cache/g) ?? []).length;
+  const first = d.berth(['build', '-t', 'heredoc-cache', dir]);
+  assert.equal(first.code, 0, first.stderr);
+  const id1 = inspect('heredoc-cache', '{{.Id}}');
+  const again = dockerBuild(['-t', 'heredoc-cache', dir]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(cached(again), 3, again.stdout);
+  assert.equal(inspect('heredoc-cache', '{{.Id}}'), id1);
+  // Another value for an expanded variable is other text.
+  const arg = d.berth(['build', '--build-arg', 'WHO=you', '-t', 'heredoc-cache', dir]);
+  assert.equal(arg.code, 0, arg.stderr);
+  assert.match(arg.stdout, /COPY <<EOF \/greeting\n(?! ---> Using cache)/);
+  assert.equal(d.docker(['run', '--rm', 'heredoc-cache']).stdout, 'hello you from one\n');
+  writeFileSync(join(dir, 'Dockerfile'), dockerfile('two'));
+  const changed = dockerBuild(['-t', 'heredoc-cache', dir]);
+  assert.equal(changed.code, 0, changed.stderr);
+  assert.equal(cached(changed), 1, changed.stdout);
+  assert.notEqual(inspect('heredoc-cache', '{{.Id}}'), id1);
+  assert.equal(d.docker(['run', '--rm', 'heredoc-cache']).stdout, 'hello world from two\n');
   assertClean();
 });
 

@@ -615,6 +615,34 @@ test('tag: references are validated; unknown images are not found', async () => 
   });
 });
 
+test('tag again and store again: LastTagTime moves (in memory at once, on disk just after), nothing else is rewritten', async () => {
+  await withEnv(async (env) => {
+    const { id } = await loadSimple(env, { f: '1' }, ['example/again:1']);
+    const recordFile = join(env.root, 'images', `${id.slice(7)}.json`);
+    const refsFile = join(env.root, 'images', 'references.json');
+    const before = JSON.parse(await readFile(recordFile, 'utf8')) as { lastTagTime?: string };
+    const refsBefore = await stat(refsFile);
+    await new Promise((r) => setTimeout(r, 20));
+    await env.svc.tag(id, 'example/again', '1');
+    const now = env.store.get(id)!.record.lastTagTime!;
+    assert.ok(now > (before.lastTagTime ?? ''), 'the time moved');
+    await new Promise((r) => setImmediate(r));
+    assert.equal((JSON.parse(await readFile(recordFile, 'utf8')) as { lastTagTime?: string }).lastTagTime, now);
+    assert.equal((await stat(refsFile)).mtimeMs, refsBefore.mtimeMs, 'the references were not resaved');
+    // The same config stored again is the same record, untouched.
+    const recBefore = await stat(recordFile);
+    const config = (await env.content.read(id)).toString();
+    const again = await env.store.add(Buffer.from(config));
+    assert.equal(again.id, id);
+    assert.equal(again.lastTagTime, now);
+    assert.equal((await stat(recordFile)).mtimeMs, recBefore.mtimeMs);
+    // A tag moved from another image is saved at once.
+    const other = await loadSimple(env, { f: '2' }, []);
+    await env.svc.tag(other.id, 'example/again', '1');
+    assert.equal((JSON.parse(await readFile(refsFile, 'utf8')) as Record<string, string>)['docker.io/example/again:1'], other.id);
+  });
+});
+
 test('remove: untag versus delete, conflicts with containers, force', async () => {
   await withEnv(async (env) => {
     const { id, layer } = await loadSimple(env, { f: '1' }, ['example/r:1', 'example/r:2']);

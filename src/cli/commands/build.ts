@@ -1,17 +1,17 @@
 /**
  * `berth build` and `berth builder prune`: pack the context (honouring
- * .dockerignore), send it to POST /build the way the docker CLI's classic
+ * .dockerignore; see context-pack.ts), send it to POST /build the way the docker CLI's classic
  * builder does, and print the build's output as it streams.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { lstat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Command, CliContext } from '../command.ts';
 import { CliError, println } from '../command.ts';
 import { TarWriter } from '../../util/tar.ts';
 import { DockerIgnore } from '../../build/dockerignore.ts';
+import { packContext } from '../context-pack.ts';
 import { humanSize } from '../../util/units.ts';
 
 interface BuildMessage {
@@ -27,39 +27,10 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** Pack a context directory; `extra` files (a Dockerfile from elsewhere) are added at the top. */
-function packContext(dir: string, ignore: DockerIgnore | undefined, keep: Set<string>, extra: Array<{ name: string; data: Buffer }>): Readable {
-  const w = new TarWriter();
-  const walk = async (rel: string): Promise<void> => {
-    for (const name of (await readdir(join(dir, rel))).sort()) {
-      const r = rel ? `${rel}/${name}` : name;
-      const abs = join(dir, r);
-      const st = await lstat(abs);
-      const skip = ignore && !keep.has(r) && ignore.excluded(r);
-      if (skip && !(st.isDirectory() && ignore.hasExceptions())) continue;
-      const base = { name: st.isDirectory() ? `${r}/` : r, mode: st.mode & 0o7777, uid: 0, gid: 0, mtime: st.mtime };
-      if (st.isDirectory()) {
-        if (!skip) await w.add({ ...base, type: 'directory' });
-        await walk(r);
-      } else if (skip) {
-        continue;
-      } else if (st.isSymbolicLink()) {
-        await w.add({ ...base, type: 'symlink', linkname: await readlink(abs) });
-      } else if (st.isFile()) {
-        await w.add({ ...base, type: 'file', size: st.size }, abs);
-      }
-    }
-  };
-  void (async () => {
-    try {
-      for (const e of extra) await w.add({ name: e.name, type: 'file', mode: 0o600, size: e.data.length, mtime: new Date() }, e.data);
-      await walk('');
-      await w.finish();
-    } catch (err) {
-      w.destroy(err);
-    }
-  })();
-  return w.stream();
+/** A private name for a Dockerfile that travels inside the context (node:crypto is loaded only then: it costs start-up time). */
+async function privateDockerfileName(): Promise<string> {
+  const { randomBytes } = await import('node:crypto');
+  return `.dockerfile.${randomBytes(10).toString('hex')}`;
 }
 
 function keyValues(list: string[], what: string, fromEnv: boolean): Record<string, string | null> {
@@ -141,7 +112,7 @@ const build: Command = {
         body = Readable.from([data]);
         dockerfileParam = file;
       } else {
-        const name = `.dockerfile.${randomBytes(10).toString('hex')}`;
+        const name = await privateDockerfileName();
         const w = new TarWriter();
         void w.add({ name, type: 'file', mode: 0o600, size: data.length, mtime: new Date() }, data).then(() => w.finish());
         body = w.stream();
@@ -154,7 +125,7 @@ const build: Command = {
       const extra: Array<{ name: string; data: Buffer }> = [];
       let dfRel: string;
       if (file === '-') {
-        const name = `.dockerfile.${randomBytes(10).toString('hex')}`;
+        const name = await privateDockerfileName();
         extra.push({ name, data: await readAll(process.stdin) });
         dfRel = name;
       } else {
@@ -166,7 +137,7 @@ const build: Command = {
           const rel = relative(dir, dfAbs);
           if (rel.startsWith('..') || rel.startsWith(sep)) {
             // A Dockerfile outside the context travels inside it under a private name.
-            const name = `.dockerfile.${randomBytes(10).toString('hex')}`;
+            const name = await privateDockerfileName();
             extra.push({ name, data: readFileSync(dfAbs) });
             dfRel = name;
           } else dfRel = rel.split(sep).join('/');
