@@ -9,9 +9,10 @@
  * back per call, which used to cost more than the calls themselves.
  *
  * The worker hands most small files on to a second thread of its own
- * (file-writer.ts), so creating them takes two cores. Worker pairs are kept
- * between layers (starting one costs tens of milliseconds); a pair runs one
- * layer at a time, and layers extracted at the same time get a pair each.
+ * (file-writer.ts), so creating them takes two cores. A worker pair is kept
+ * for the next layer a while (starting one costs tens of milliseconds); a
+ * pair runs one layer at a time, and layers extracted at the same time get a
+ * pair each.
  */
 import { lstat, mkdir, readFile } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
@@ -36,8 +37,14 @@ export interface ApplyLayerOptions {
 const RING_SIZE = 4 << 20;
 /** Queued small files between the extractor and its writer thread. */
 const QUEUE_SIZE = 2 << 20;
-/** Worker pairs kept for the next layers once their own is done. */
-const KEEP_IDLE = 2;
+/**
+ * Worker pairs kept for the next layers once their own is done, and for how
+ * long: an idle pair holds ~30 MB (two V8 isolates), which a daemon that is
+ * not pulling should not carry, while a pull's or build's next layer should
+ * not wait for threads to load.
+ */
+const KEEP_IDLE = 1;
+const IDLE_MS = 60_000;
 
 type Settle = (r: ExtractReply | Error) => void;
 
@@ -61,6 +68,7 @@ class Pair {
   private exited = 0;
   private crash: Error | undefined;
   private stopped = false;
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor() {
     const data: ExtractWorkerData = { queue: this.queue };
@@ -91,14 +99,21 @@ class Pair {
     }
   }
 
-  /** Waits, unref'd, for a layer. */
+  /** Waits, unref'd, for the next layer, for a while. */
   park(): void {
     this.parser.unref();
     this.writer.unref();
     idle.push(this);
+    this.idleTimer = setTimeout(() => {
+      const i = idle.indexOf(this);
+      if (i >= 0) idle.splice(i, 1);
+      this.stop();
+    }, IDLE_MS);
+    this.idleTimer.unref();
   }
 
   run(job: ExtractJob, settle: Settle): void {
+    clearTimeout(this.idleTimer);
     this.settle = settle;
     // Keeps the process alive while the threads work and the feed waits for room.
     this.parser.ref();
@@ -118,14 +133,6 @@ class Pair {
 
 const idle: Pair[] = [];
 let nextJob = 1;
-
-/**
- * Starts a worker pair ahead of the first layer (at daemon start), so the
- * first pull or build does not wait for the threads to load.
- */
-export function prewarmLayerExtraction(): void {
-  if (idle.length === 0) new Pair().park();
-}
 
 /**
  * The umask without changing it (process.umask() reads it by writing it).

@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { readdir, rename, stat, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { applyLayer, decompressStream, diffLayer } from './layer.ts';
-import { prewarmLayerExtraction } from './layer-extract.ts';
 import { ensureDir, readJson, removeTree, writeJsonAtomic } from '../util/fsutil.ts';
 import { invalid, isErrno } from '../util/errors.ts';
 
@@ -46,7 +45,6 @@ export class LayerStore {
   }
 
   async init(): Promise<void> {
-    prewarmLayerExtraction();
     await ensureDir(this.root);
     for (const f of await readdir(this.root)) {
       if (f.startsWith('tmp-')) await removeTree(join(this.root, f));
