@@ -3,7 +3,8 @@
  * directory (an overlayfs lower), with synchronous system calls. It runs in
  * the extraction worker (layer-worker.ts), where blocking is free: each file
  * then costs only its own system calls, with no round trip through libuv's
- * thread pool and no promise per call.
+ * thread pool and no promise per call. Small new files may be handed to the
+ * worker's file writer thread instead (file-queue.ts).
  *
  * Each layer is extracted into its own empty directory and the layers are
  * stacked by overlayfs at mount time, so a whiteout never has to delete
