@@ -52,8 +52,30 @@ class LauncherProcess {
     const payload = Buffer.from(argv.map((a) => `${a}\0`).join(''));
     const hdr = Buffer.alloc(4);
     hdr.writeUInt32BE(payload.length);
+    if (this.waiting.length === 0) this.hold(true);
     this.waiting.push(w);
     this.proc.stdin!.write(Buffer.concat([hdr, payload]));
+  }
+
+  /**
+   * An idle launcher must not keep berthd's event loop alive, but a request
+   * in flight must: berthd may ask before anything else holds the loop
+   * (removing namespaces while it starts, before it listens).
+   */
+  private hold(on: boolean): void {
+    const out = this.proc.stdout as unknown as { ref?: () => void; unref?: () => void };
+    if (on) {
+      this.proc.ref();
+      out.ref?.();
+    } else {
+      this.proc.unref();
+      out.unref?.();
+    }
+  }
+
+  private shift(): void {
+    this.waiting.shift();
+    if (this.waiting.length === 0) this.hold(false);
   }
 
   /** Consume one complete reply from the buffer, if there is one. */
@@ -68,13 +90,13 @@ class LauncherProcess {
       if (this.buf.length < nl + 1 + size) return false;
       const output = this.buf.subarray(nl + 1, nl + 1 + size).toString();
       this.buf = this.buf.subarray(nl + 1 + size);
-      this.waiting.shift();
+      this.shift();
       if (m) w.resolve({ code: Number(m[1]), output });
       else w.reject(systemError(`the launcher said something unexpected: ${line}`));
       return true;
     }
     this.buf = this.buf.subarray(nl + 1);
-    this.waiting.shift();
+    this.shift();
     if (!w) return true;
     if (line === 'ready') w.resolve();
     else w.reject(systemError(`container monitor failed to start: ${line.replace(/^error: /, '')}`));
