@@ -15,7 +15,7 @@ import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 import { applyLayer, decompressStream } from '../image/layer.ts';
-import { packTar, readTar } from '../util/tar.ts';
+import { archivePathParts, packTar, readTar } from '../util/tar.ts';
 import type { ByteSource, TarHeader } from '../util/tar.ts';
 import { invalid } from '../util/errors.ts';
 import { removeTree } from '../util/fsutil.ts';
@@ -125,21 +125,6 @@ class Spool {
   }
 }
 
-/** Tar's reading of an entry name: no leading slash, `.` and `..` resolved, never above the root. */
-function cleanParts(name: string, what = 'tar entry'): string[] {
-  if (name.includes('\0')) throw invalid(`${what} ${JSON.stringify(name)}: name contains a NUL byte`);
-  const parts: string[] = [];
-  for (const c of name.split('/')) {
-    if (c === '' || c === '.') continue;
-    if (c === '..') {
-      if (parts.length === 0) throw invalid(`${what} ${JSON.stringify(name)} points outside the layer`);
-      parts.pop();
-      continue;
-    }
-    parts.push(c);
-  }
-  return parts;
-}
 
 export class BuildContext implements SourceTree<ContextEntry> {
   /** The directory the context is written to when needed. */
@@ -179,7 +164,7 @@ export class BuildContext implements SourceTree<ContextEntry> {
           continue;
         }
         const h = createHash('sha256');
-        const keep = header.size <= KEEP_CONTENT && (kept + header.size <= KEEP_TOTAL || wanted.has(cleanParts(header.name).join('/')));
+        const keep = header.size <= KEEP_CONTENT && (kept + header.size <= KEEP_TOTAL || wanted.has(archivePathParts(header.name).join('/')));
         if (keep) kept += header.size;
         const parts: Buffer[] = [];
         for await (const c of body) {
@@ -207,7 +192,7 @@ export class BuildContext implements SourceTree<ContextEntry> {
 
   /** Enter one tar entry into the tree, as extracting it over the earlier ones would. */
   private add(h: TarHeader, digest?: string, content?: Buffer): void {
-    const parts = cleanParts(h.name);
+    const parts = archivePathParts(h.name);
     const base = parts[parts.length - 1] ?? '';
     if (base.startsWith(WHITEOUT_PREFIX)) {
       // Extraction treats these as layer whiteouts; so the tree does.
@@ -247,7 +232,7 @@ export class BuildContext implements SourceTree<ContextEntry> {
         entry = new ContextEntry('symlink', 0o777, { link: h.linkname });
         break;
       case 'hardlink': {
-        const target = cleanParts(h.linkname, `hardlink ${JSON.stringify(h.name)} ->`);
+        const target = archivePathParts(h.linkname, `hardlink ${JSON.stringify(h.name)} ->`);
         if (target.length === 0) throw invalid(`tar entry ${JSON.stringify(h.name)}: hardlink to the layer root`);
         const rel = parts.join('/');
         const trel = target.join('/');

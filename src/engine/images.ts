@@ -33,7 +33,7 @@ import { BerthError, conflict, invalid, notFound, systemError } from '../util/er
 import { ensureDir, removeTree } from '../util/fsutil.ts';
 import { shortId } from '../util/ids.ts';
 import { parseSignal } from '../util/signals.ts';
-import { readTar, packTar } from '../util/tar.ts';
+import { archivePathParts, readTar, packTar } from '../util/tar.ts';
 import type { ByteSource, TarBody, TarHeaderInput } from '../util/tar.ts';
 import { parseTimeArg, ZERO_TIME } from '../util/time.ts';
 
@@ -479,24 +479,6 @@ interface SpoolFile {
   digest: string;
 }
 
-/**
- * Lexically cleans a name inside an archive. A `..` that would climb above
- * the archive root is refused: such a name can only be an attack.
- */
-function cleanArchivePath(name: string, what: string): string {
-  if (name.includes('\0')) throw invalid(`${what} ${JSON.stringify(name)}: name contains a NUL byte`);
-  const parts: string[] = [];
-  for (const c of name.split('/')) {
-    if (c === '' || c === '.') continue;
-    if (c === '..') {
-      if (parts.length === 0) throw invalid(`${what} ${JSON.stringify(name)} points outside the archive`);
-      parts.pop();
-      continue;
-    }
-    parts.push(c);
-  }
-  return parts.join('/');
-}
 
 /**
  * An archive unpacked into a private directory. Files are stored under
@@ -516,7 +498,7 @@ class Spool {
   async fill(source: ByteSource): Promise<void> {
     try {
       for await (const e of readTar(decompressStream(source))) {
-        const name = cleanArchivePath(e.header.name, 'archive entry');
+        const name = archivePathParts(e.header.name, 'archive entry', 'the archive').join('/');
         if (name === '') continue;
         if (e.header.type === 'file') {
           const path = join(this.dir, `f${this.n++}`);
@@ -555,13 +537,13 @@ class Spool {
 
   /** The file an archive path names, following symlinks inside the archive. */
   lookup(name: string): SpoolFile | undefined {
-    let p = cleanArchivePath(name, 'archive path');
+    let p = archivePathParts(name, 'archive path', 'the archive').join('/');
     for (let hops = 0; hops < 32; hops++) {
       const f = this.files.get(p);
       if (f) return f;
       const t = this.links.get(p);
       if (t === undefined) return undefined;
-      p = cleanArchivePath(t, 'archive link target');
+      p = archivePathParts(t, 'archive link target', 'the archive').join('/');
     }
     throw invalid(`archive path ${JSON.stringify(name)}: too many levels of symbolic links`);
   }
@@ -649,7 +631,7 @@ async function planDockerArchive(sp: Spool): Promise<PlannedImage[]> {
     if (typeof item.Config !== 'string' || item.Config === '') throw invalid(`invalid image archive: ${where} has no Config`);
     if (!Array.isArray(item.Layers) || !item.Layers.every((l) => typeof l === 'string')) throw invalid(`invalid image archive: ${where} has no valid Layers list`);
     if (item.RepoTags !== undefined && item.RepoTags !== null && !Array.isArray(item.RepoTags)) throw invalid(`invalid image archive: ${where}: RepoTags is not a list`);
-    const cfgName = cleanArchivePath(item.Config, 'config path');
+    const cfgName = archivePathParts(item.Config, 'config path', 'the archive').join('/');
     const { file: cfgFile, bytes: configBytes } = await sp.readSmall(cfgName, 'image config', 32 << 20);
     // Both layouts name the config by its digest; a mismatch is a corrupt archive.
     const named = /^(?:blobs\/sha256\/([a-f0-9]{64})|([a-f0-9]{64})\.json)$/.exec(cfgName);
@@ -662,7 +644,7 @@ async function planDockerArchive(sp: Spool): Promise<PlannedImage[]> {
       throw invalid(`invalid image archive: ${where} lists ${layerNames.length} layers but its config has ${config.rootfs.diff_ids.length}`);
     }
     const layers: PlannedLayer[] = layerNames.map((l, i) => {
-      const name = cleanArchivePath(l, 'layer path');
+      const name = archivePathParts(l, 'layer path', 'the archive').join('/');
       const file = sp.lookup(name);
       if (!file) throw invalid(`invalid image archive: layer ${JSON.stringify(l)} is missing`);
       const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);

@@ -22,6 +22,7 @@ import { chmodSync, closeSync, constants as fsc, fchmodSync, fchownSync, futimes
 import type { Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { invalid, isErrno, systemError } from '../util/errors.ts';
+import { archivePathParts } from '../util/tar.ts';
 import type { TarHeader } from '../util/tar.ts';
 import type { FileQueue } from './file-queue.ts';
 import { isOverlayXattr, META_PREFIX, OPAQUE_MARKER, OPAQUE_XATTR, quoteDumpPath, WHITEOUT_PREFIX, WHITEOUT_TEMPLATE } from './layer-format.ts';
@@ -53,25 +54,6 @@ interface DirAttrs {
   mtime: Date;
 }
 
-/**
- * Splits an entry name into components inside the layer root, the way tar
- * does: a leading slash is dropped and `.`/`..` are resolved lexically. A `..`
- * that would climb above the root is refused rather than clamped.
- */
-function cleanPath(name: string, what = 'tar entry'): string[] {
-  if (name.includes('\0')) throw invalid(`${what} ${JSON.stringify(name)}: name contains a NUL byte`);
-  const parts: string[] = [];
-  for (const c of name.split('/')) {
-    if (c === '' || c === '.') continue;
-    if (c === '..') {
-      if (parts.length === 0) throw invalid(`${what} ${JSON.stringify(name)} points outside the layer`);
-      parts.pop();
-      continue;
-    }
-    parts.push(c);
-  }
-  return parts;
-}
 
 const isWhiteoutDevice = (st: Stats): boolean => st.isCharacterDevice() && st.rdev === 0;
 
@@ -210,7 +192,7 @@ export class LayerApplier {
 
   /** Applies one entry; a file's body is read to its end. */
   apply(h: TarHeader, body: EntryBody): void {
-    const parts = cleanPath(h.name);
+    const parts = archivePathParts(h.name);
     const base = parts.length > 0 ? parts[parts.length - 1]! : '';
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
@@ -278,7 +260,7 @@ export class LayerApplier {
         break;
       }
       case 'hardlink': {
-        const target = cleanPath(h.linkname, `hardlink ${JSON.stringify(h.name)} ->`);
+        const target = archivePathParts(h.linkname, `hardlink ${JSON.stringify(h.name)} ->`);
         if (target.length === 0) throw invalid(`tar entry ${JSON.stringify(h.name)}: hardlink to the layer root`);
         const trel = target.join('/');
         if (trel === rel || trel.startsWith(`${rel}/`)) throw invalid(`tar entry ${JSON.stringify(h.name)}: hardlink to itself or into the path it replaces`);

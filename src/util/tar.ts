@@ -882,3 +882,24 @@ export class TarWriter implements AsyncIterable<Buffer> {
     }
   }
 }
+
+/**
+ * An entry name inside an archive, split the way tar reads it: a leading
+ * slash dropped, `.` and `..` resolved lexically. A `..` that would climb
+ * above the root is refused, not clamped: such a name can only be an attack.
+ * `what` names the entry in the error, `root` what it would escape.
+ */
+export function archivePathParts(name: string, what = 'tar entry', root = 'the layer'): string[] {
+  if (name.includes('\0')) throw invalid(`${what} ${JSON.stringify(name)}: name contains a NUL byte`);
+  const parts: string[] = [];
+  for (const c of name.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') {
+      if (parts.length === 0) throw invalid(`${what} ${JSON.stringify(name)} points outside ${root}`);
+      parts.pop();
+      continue;
+    }
+    parts.push(c);
+  }
+  return parts;
+}

@@ -8,8 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { packTar } from '../../src/util/tar.ts';
@@ -19,6 +18,7 @@ import { BuildContext } from '../../src/build/context.ts';
 import { DiskTree, findSources, hashSources } from '../../src/build/copy.ts';
 import type { SourceTree } from '../../src/build/copy.ts';
 import { DockerIgnore } from '../../src/build/dockerignore.ts';
+import { withTmpDir } from '../helpers/tmp.ts';
 
 type Entry = { header: TarHeaderInput; body?: TarBody };
 
@@ -33,14 +33,7 @@ async function* bytes(...chunks: Buffer[]): AsyncGenerator<Buffer> {
   yield* chunks;
 }
 
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-build-context-test-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withTmp = (fn: (dir: string) => Promise<void>): Promise<void> => withTmpDir('berth-build-context-test-', fn);
 
 const file = (name: string, content: string, mode = 0o644): Entry => ({ header: { name, type: 'file', mode, size: Buffer.byteLength(content), mtime: 1_700_000_000_000 }, body: Buffer.from(content) });
 const dir = (name: string, mode = 0o755): Entry => ({ header: { name, type: 'directory', mode, mtime: 1_700_000_000_000 } });

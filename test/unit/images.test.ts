@@ -20,6 +20,7 @@ import type { DaemonConfig } from '../../src/daemon/config.ts';
 import { BerthError } from '../../src/util/errors.ts';
 import { packTar, readTar } from '../../src/util/tar.ts';
 import type { TarBody, TarHeaderInput } from '../../src/util/tar.ts';
+import { collect } from '../helpers/tmp.ts';
 
 // ---------------------------------------------------------------------------
 // Fixtures
@@ -57,12 +58,6 @@ async function withEnv(fn: (env: Env) => Promise<void>): Promise<void> {
   } finally {
     await rm(root, { recursive: true, force: true });
   }
-}
-
-async function collect(src: AsyncIterable<Buffer | Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of src) parts.push(Buffer.from(c));
-  return Buffer.concat(parts);
 }
 
 async function tarOf(entries: { header: TarHeaderInput; body?: TarBody }[]): Promise<Buffer> {

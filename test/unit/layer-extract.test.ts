@@ -6,28 +6,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError } from '../../src/util/errors.ts';
 import { packTar } from '../../src/util/tar.ts';
 import { applyLayer } from '../../src/image/layer.ts';
 import { LayerStore } from '../../src/image/layer-store.ts';
+import { collect, withTmpDir } from '../helpers/tmp.ts';
 
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-layer-extract-test-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-async function collect(src: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of src) parts.push(c);
-  return Buffer.concat(parts);
-}
+const withTmp = (fn: (dir: string) => Promise<void>): Promise<void> => withTmpDir('berth-layer-extract-test-', fn);
 
 /** A tar of `files` small files in a few directories, and one large file. */
 async function sampleTar(files: number, big: Buffer): Promise<Buffer> {

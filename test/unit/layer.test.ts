@@ -12,6 +12,7 @@ import { BerthError } from '../../src/util/errors.ts';
 import { packTar, readTar } from '../../src/util/tar.ts';
 import type { TarBody, TarHeaderInput } from '../../src/util/tar.ts';
 import { applyLayer, decompressStream, diffLayer, tarTree } from '../../src/image/layer.ts';
+import { collect } from '../helpers/tmp.ts';
 
 async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-layer-test-'));
@@ -30,12 +31,6 @@ async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
     }
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-async function collect(src: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of src) parts.push(c);
-  return Buffer.concat(parts);
 }
 
 type Entry = { header: TarHeaderInput; body?: TarBody };

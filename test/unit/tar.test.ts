@@ -2,27 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, link, writeFile, utimes } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, mkdir, readFile, readlink, symlink, link, writeFile, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError } from '../../src/util/errors.ts';
 import { encodeHeader, packTar, readTar, TarWriter } from '../../src/util/tar.ts';
 import type { TarBody, TarHeader, TarHeaderInput } from '../../src/util/tar.ts';
+import { collect, withTmpDir } from '../helpers/tmp.ts';
 
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-tar-test-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-async function collect(src: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of src) parts.push(c);
-  return Buffer.concat(parts);
-}
+const withTmp = (fn: (dir: string) => Promise<void>): Promise<void> => withTmpDir('berth-tar-test-', fn);
 
 interface ReadEntry {
   header: TarHeader;
