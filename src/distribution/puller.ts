@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
+import { teeIntoIngest } from '../image/content-store.ts';
 import type { ContentStore } from '../image/content-store.ts';
 import type { ImageStore } from '../image/image-store.ts';
 import type { LayerStore } from '../image/layer-store.ts';
@@ -333,24 +334,7 @@ export class Puller {
 
   /** Copies every chunk into the blob ingest while handing it on to the extractor. */
   private async *teed(src: AsyncIterable<Buffer>, pass: PassThrough, ingest: Promise<unknown>): AsyncGenerator<Buffer> {
-    for await (const chunk of src) {
-      if (pass.destroyed) {
-        await ingest;
-        throw systemError('layer blob writer stopped');
-      }
-      if (!pass.write(chunk)) {
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            pass.off('drain', done);
-            pass.off('close', done);
-            resolve();
-          };
-          pass.on('drain', done);
-          pass.on('close', done);
-        });
-      }
-      yield chunk;
-    }
+    yield* teeIntoIngest(src, pass, ingest);
     pass.end();
     // Surface a size or digest failure to the extractor before it finishes.
     await ingest;

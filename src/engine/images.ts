@@ -16,7 +16,7 @@ import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
 import type { DaemonConfig } from '../daemon/config.ts';
 import type { ContentStore } from '../image/content-store.ts';
-import { sha256Digest } from '../image/content-store.ts';
+import { sha256Digest, teeIntoIngest } from '../image/content-store.ts';
 import type { ImageStore, ResolvedImage } from '../image/image-store.ts';
 import { noSuchImage } from '../image/image-store.ts';
 import type { LayerMeta, LayerStore } from '../image/layer-store.ts';
@@ -790,26 +790,9 @@ function teeToContent(content: ContentStore, source: AsyncIterable<Buffer>, expe
   const ingest = content.ingest(pass, expected ? { digest: expected } : undefined);
   // Observed here so an early failure is not reported as unhandled.
   ingest.catch(() => undefined);
-  const waitDrain = (): Promise<void> =>
-    new Promise((resolve) => {
-      const done = (): void => {
-        pass.off('drain', done);
-        pass.off('close', done);
-        resolve();
-      };
-      pass.on('drain', done);
-      pass.on('close', done);
-    });
   async function* stream(): AsyncGenerator<Buffer> {
     started = true;
-    for await (const chunk of source) {
-      if (pass.destroyed) {
-        await ingest;
-        throw systemError('layer blob writer stopped');
-      }
-      if (!pass.write(chunk)) await waitDrain();
-      yield chunk;
-    }
+    yield* teeIntoIngest(source, pass, ingest);
     complete = true;
   }
   return {

@@ -4,8 +4,8 @@ import { rename, rm, stat, readFile, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import type { Readable } from 'node:stream';
-import { invalid, isErrno, notFound } from '../util/errors.ts';
+import type { PassThrough, Readable } from 'node:stream';
+import { invalid, isErrno, notFound, systemError } from '../util/errors.ts';
 import { ensureDir } from '../util/fsutil.ts';
 
 export interface BlobInfo {
@@ -141,4 +141,32 @@ export function sha256Hex(data: Buffer | string): string {
 
 export function sha256Digest(data: Buffer | string): string {
   return `sha256:${sha256Hex(data)}`;
+}
+
+/**
+ * Hands each chunk of `src` on while copying it into `pass`, the stream an
+ * `ingest` reads (so a layer is stored as a blob and extracted in one
+ * pass), waiting when `pass` is full. If the blob write stops, its error
+ * (or a plain one) ends the stream. Ending `pass`, which commits the blob,
+ * is the caller's choice.
+ */
+export async function* teeIntoIngest(src: AsyncIterable<Buffer>, pass: PassThrough, ingest: Promise<unknown>): AsyncGenerator<Buffer> {
+  for await (const chunk of src) {
+    if (pass.destroyed) {
+      await ingest;
+      throw systemError('layer blob writer stopped');
+    }
+    if (!pass.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          pass.off('drain', done);
+          pass.off('close', done);
+          resolve();
+        };
+        pass.on('drain', done);
+        pass.on('close', done);
+      });
+    }
+    yield chunk;
+  }
 }

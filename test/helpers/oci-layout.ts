@@ -3,6 +3,7 @@
  * the busybox root filesystem tarball (or a small generated layer), and
  * multi-platform indexes of them. skopeo reads these with `oci:<dir>:<tag>`.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -87,4 +88,20 @@ export function imageBlobs(im: Image): Blob[] {
 
 export function busyboxTar(root: string): Buffer {
   return readFileSync(join(root, '.cache', 'busybox.tar'));
+}
+
+/**
+ * A two-platform index (busybox for amd64, a one-file arm64 image) written
+ * as an OCI layout under `dir` and copied by skopeo to `<registry>/multi/busybox:v1`.
+ * Returns the index blob.
+ */
+export function pushMultiPlatform(root: string, dir: string, registry: string): Blob {
+  const host = image('amd64', busyboxTar(root));
+  const arm = image('arm64', tinyTar('arm', 'arm64\n'));
+  const idx = index([{ image: host, arch: 'amd64' }, { image: arm, arch: 'arm64' }]);
+  const src = join(dir, 'layout-multi');
+  writeLayout(src, [...imageBlobs(host), ...imageBlobs(arm), idx], idx, 'multi');
+  const copy = spawnSync('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${src}:multi`, `docker://${registry}/multi/busybox:v1`], { encoding: 'utf8' });
+  if (copy.status !== 0) throw new Error(`skopeo copy failed: ${copy.stderr}`);
+  return idx;
 }

@@ -11,7 +11,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestDaemon, ROOT } from '../helpers/daemon.ts';
 import { BerthRegistry, removeDir, testDir } from '../helpers/berth-registry.ts';
-import { busyboxTar, image, imageBlobs, index, tinyTar, writeLayout } from '../helpers/oci-layout.ts';
+import { pushMultiPlatform } from '../helpers/oci-layout.ts';
 
 const d = new TestDaemon('reg-berthd');
 const dir = testDir('registry-berthd');
@@ -56,13 +56,7 @@ test('berth push to the berth registry; berth and docker pull it back and run it
 });
 
 test('berthd pulls its platform from a multi-platform index on the berth registry', () => {
-  const host = image('amd64', busyboxTar(ROOT));
-  const arm = image('arm64', tinyTar('arm', 'arm64\n'));
-  const idx = index([{ image: host, arch: 'amd64' }, { image: arm, arch: 'arm64' }]);
-  const src = join(dir, 'layout-multi');
-  writeLayout(src, [...imageBlobs(host), ...imageBlobs(arm), idx], idx, 'multi');
-  const copy = spawnSync('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${src}:multi`, `docker://${reg.host}/multi/busybox:v1`], { encoding: 'utf8' });
-  assert.equal(copy.status, 0, copy.stderr);
+  pushMultiPlatform(ROOT, dir, reg.host);
   const pull = d.berth(['pull', '--platform', 'linux/amd64', `${reg.host}/multi/busybox:v1`]);
   assert.equal(pull.code, 0, pull.stderr);
   const arch = d.berth(['image', 'inspect', '-f', '{{.Architecture}}', `${reg.host}/multi/busybox:v1`]);

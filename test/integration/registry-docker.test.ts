@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { BUSYBOX_TAR, ROOT } from '../helpers/daemon.ts';
 import { TestDockerd } from '../helpers/dockerd.ts';
 import { BerthRegistry, removeDir, testDir } from '../helpers/berth-registry.ts';
-import { busyboxTar, image, imageBlobs, index, tinyTar, writeLayout } from '../helpers/oci-layout.ts';
+import { pushMultiPlatform } from '../helpers/oci-layout.ts';
 
 const skip = TestDockerd.available() ? false : 'Docker Engine (dockerd) is not installed';
 const dir = testDir('registry-docker');
@@ -60,13 +60,7 @@ test('docker pushes to the berth registry and pulls back an image that runs', { 
 });
 
 test('docker pulls the platform it wants from a multi-platform index', { skip }, () => {
-  const host = image('amd64', busyboxTar(ROOT));
-  const armImg = image('arm64', tinyTar('arm', 'arm64\n'));
-  const idx = index([{ image: host, arch: 'amd64' }, { image: armImg, arch: 'arm64' }]);
-  const src = join(dir, 'layout-multi');
-  writeLayout(src, [...imageBlobs(host), ...imageBlobs(armImg), idx], idx, 'multi');
-  const copy = spawnSync('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${src}:multi`, `docker://${reg.host}/multi/busybox:v1`], { encoding: 'utf8' });
-  assert.equal(copy.status, 0, copy.stderr);
+  const idx = pushMultiPlatform(ROOT, dir, reg.host);
   const pull = dockerd.docker(['pull', '--platform', 'linux/amd64', `${reg.host}/multi/busybox:v1`]);
   assert.equal(pull.code, 0, pull.stderr);
   assert.match(pull.stdout, new RegExp(`Digest: ${idx.digest}`));

@@ -19,6 +19,21 @@ async function fetchOne(ctx: CliContext, kind: Kind | undefined, name: string, s
   return undefined;
 }
 
+/**
+ * What every inspect command prints: each object through the --format
+ * template, or all of them as one indented JSON array; then the errors of
+ * the names that were not found, as the command's failure.
+ */
+export function printInspected(ctx: CliContext, format: string | undefined, found: unknown[], errors: string[]): void {
+  if (format) {
+    const tpl = parseTemplate(format);
+    for (const v of found) ctx.out.write(tpl.execute(v) + '\n');
+  } else {
+    ctx.out.write(JSON.stringify(found, null, 4) + '\n');
+  }
+  if (errors.length) throw new CliError(errors.join('\n'), 1);
+}
+
 function inspectCommand(name: string, kind: Kind | undefined, use: string, short: string): Command {
   return {
     name,
@@ -40,14 +55,7 @@ function inspectCommand(name: string, kind: Kind | undefined, use: string, short
         if (v === undefined) errors.push(`Error: No such ${t ?? 'object'}: ${a}`);
         else found.push(v);
       }
-      const format = f.str('format');
-      if (format) {
-        const tpl = parseTemplate(format);
-        for (const v of found) ctx.out.write(tpl.execute(v) + '\n');
-      } else {
-        ctx.out.write(JSON.stringify(found, null, 4) + '\n');
-      }
-      if (errors.length) throw new CliError(errors.join('\n'), 1);
+      printInspected(ctx, f.str('format'), found, errors);
     },
   };
 }

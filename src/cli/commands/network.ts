@@ -3,8 +3,8 @@ import type { Command, CliContext } from '../command.ts';
 import { CliError, println } from '../command.ts';
 import { ApiError } from '../client.ts';
 import { renderFormatted } from '../format/table.ts';
-import { parseTemplate } from '../format/template.ts';
 import { parseFilterFlags } from '../filters.ts';
+import { printInspected } from './inspect.ts';
 import { confirmRemoval } from '../prompt.ts';
 
 interface NetworkJson {
@@ -131,14 +131,7 @@ export const commands: Command[] = [
           errors.push(`Error response from daemon: ${err.message}`);
         }
       }
-      const format = f.str('format');
-      if (format) {
-        const tpl = parseTemplate(format);
-        for (const v of found) ctx.out.write(tpl.execute(v) + '\n');
-      } else {
-        ctx.out.write(JSON.stringify(found, null, 4) + '\n');
-      }
-      if (errors.length) throw new CliError(errors.join('\n'), 1);
+      printInspected(ctx, f.str('format'), found, errors);
     },
   },
   {
