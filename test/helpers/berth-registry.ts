@@ -3,9 +3,9 @@
  * /tmp/berth-test-* directory, a free port chosen by the server (port 0,
  * read back from its first line), and a stop that waits for the exit.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BERTH } from './daemon.ts';
 
@@ -69,4 +69,24 @@ export class BerthRegistry {
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * A berth registry under `dir` that wants a login (user alice, password
+ * "bcrypt pass", bcrypt in an htpasswd file), with basic or token auth, for
+ * the time `fn` runs.
+ */
+export async function withAuthRegistry(dir: string, mode: 'basic' | 'token', fn: (r: BerthRegistry) => void): Promise<void> {
+  const root = join(dir, `auth-${mode}`);
+  mkdirSync(root, { recursive: true });
+  const pw = join(root, 'htpasswd');
+  const made = spawnSync('htpasswd', ['-cbB', pw, 'alice', 'bcrypt pass'], { encoding: 'utf8' });
+  if (made.status !== 0) throw new Error(`htpasswd failed: ${made.stderr}`);
+  const r = new BerthRegistry(join(root, 'data'));
+  await r.start(['--htpasswd', pw, '--auth', mode]);
+  try {
+    fn(r);
+  } finally {
+    await r.stop();
+  }
 }

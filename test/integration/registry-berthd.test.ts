@@ -6,11 +6,9 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestDaemon, ROOT } from '../helpers/daemon.ts';
-import { BerthRegistry, removeDir, testDir } from '../helpers/berth-registry.ts';
+import { BerthRegistry, removeDir, testDir, withAuthRegistry } from '../helpers/berth-registry.ts';
 import { pushMultiPlatform } from '../helpers/oci-layout.ts';
 
 const d = new TestDaemon('reg-berthd');
@@ -68,13 +66,7 @@ test('berthd pulls its platform from a multi-platform index on the berth registr
 
 for (const mode of ['basic', 'token'] as const) {
   test(`berth login, push and pull with ${mode} authentication`, async () => {
-    const root = join(dir, `auth-${mode}`);
-    mkdirSync(root, { recursive: true });
-    const pw = join(root, 'htpasswd');
-    assert.equal(spawnSync('htpasswd', ['-cbB', pw, 'alice', 'bcrypt pass']).status, 0);
-    const r = new BerthRegistry(join(root, 'data'));
-    await r.start(['--htpasswd', pw, '--auth', mode]);
-    try {
+    await withAuthRegistry(dir, mode, (r) => {
       const ref = `${r.host}/secure/busybox:latest`;
       assert.equal(d.berth(['tag', 'busybox:latest', ref]).code, 0);
       const denied = d.berth(['push', ref]);
@@ -90,8 +82,6 @@ for (const mode of ['basic', 'token'] as const) {
       assert.equal(d.berth(['logout', r.host]).code, 0);
       assert.equal(d.berth(['rmi', ref]).code, 0);
       assert.notEqual(d.berth(['pull', ref]).code, 0, 'no pull without credentials');
-    } finally {
-      await r.stop();
-    }
+    });
   });
 }

@@ -6,12 +6,11 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUSYBOX_TAR, ROOT } from '../helpers/daemon.ts';
 import { TestDockerd } from '../helpers/dockerd.ts';
-import { BerthRegistry, removeDir, testDir } from '../helpers/berth-registry.ts';
+import { BerthRegistry, removeDir, testDir, withAuthRegistry } from '../helpers/berth-registry.ts';
 import { pushMultiPlatform } from '../helpers/oci-layout.ts';
 
 const skip = TestDockerd.available() ? false : 'Docker Engine (dockerd) is not installed';
@@ -68,26 +67,12 @@ test('docker pulls the platform it wants from a multi-platform index', { skip },
   assert.equal(arch.stdout.trim(), 'amd64');
 });
 
-async function withAuthRegistry(mode: 'basic' | 'token', fn: (r: BerthRegistry) => void): Promise<void> {
-  const root = join(dir, `auth-${mode}`);
-  mkdirSync(root, { recursive: true });
-  const pw = join(root, 'htpasswd');
-  assert.equal(spawnSync('htpasswd', ['-cbB', pw, 'alice', 'bcrypt pass']).status, 0);
-  const r = new BerthRegistry(join(root, 'data'));
-  await r.start(['--htpasswd', pw, '--auth', mode]);
-  try {
-    fn(r);
-  } finally {
-    await r.stop();
-  }
-}
-
 for (const mode of ['basic', 'token'] as const) {
   test(`docker login, push and pull with ${mode} authentication`, { skip }, async () => {
     if (dockerd.docker(['image', 'inspect', 'busybox:latest']).code !== 0) {
       assert.equal(dockerd.docker(['import', '-c', 'CMD ["sh"]', BUSYBOX_TAR, 'busybox:latest']).code, 0);
     }
-    await withAuthRegistry(mode, (r) => {
+    await withAuthRegistry(dir, mode, (r) => {
       const ref = `${r.host}/secure/busybox:latest`;
       assert.equal(dockerd.docker(['tag', 'busybox:latest', ref]).code, 0);
       const denied = dockerd.docker(['push', ref]);
