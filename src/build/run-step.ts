@@ -18,7 +18,7 @@ import type { OciMount } from '../runtime/oci-spec.ts';
 import { MonitorConnection, spawnMonitor } from '../runtime/monitor.ts';
 import type { ExitInfo } from '../runtime/monitor.ts';
 import { launcherFor } from '../runtime/launcher.ts';
-import type { MonitorLauncher } from '../runtime/launcher.ts';
+import type { NativeLauncher } from '../runtime/launcher.ts';
 import { computeCapabilities } from '../runtime/capabilities.ts';
 import { statInLayers } from './rootview.ts';
 import { ensureDir, removeTree } from '../util/fsutil.ts';
@@ -47,7 +47,7 @@ export interface RunStepResult {
 
 export class BuildRunner {
   private readonly cfg: DaemonConfig;
-  private readonly launcher: MonitorLauncher;
+  private readonly launcher: NativeLauncher;
   private readonly emptyDir: string;
   private hostResolv?: string;
 

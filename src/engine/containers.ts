@@ -24,7 +24,7 @@ import type { OciMount } from '../runtime/oci-spec.ts';
 import { MonitorConnection, StartError, spawnMonitor } from '../runtime/monitor.ts';
 import type { ExitInfo } from '../runtime/monitor.ts';
 import { launcherFor } from '../runtime/launcher.ts';
-import type { MonitorLauncher } from '../runtime/launcher.ts';
+import type { NativeLauncher } from '../runtime/launcher.ts';
 import { computeCapabilities } from '../runtime/capabilities.ts';
 import { checkResources } from './limits.ts';
 import { applySecurity, checkSecurity } from './security.ts';
@@ -87,7 +87,7 @@ export class ContainerService {
   private readonly layers: LayerStore;
   private readonly events: EventBus;
   /** Starts monitors; the exec service uses it too. */
-  readonly launcher: MonitorLauncher;
+  readonly launcher: NativeLauncher;
   readonly volumes: VolumeService;
   private readonly mounts: ContainerMounts;
   /** Restart policies, health checks, pause state: set by the engine (src/engine/container-hooks.ts). */

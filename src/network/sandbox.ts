@@ -14,7 +14,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CommandError, ipBatch } from './cmd.ts';
-import type { MonitorLauncher } from '../runtime/launcher.ts';
+import type { NativeLauncher } from '../runtime/launcher.ts';
 import type { Endpoint, SandboxState } from './types.ts';
 import { writeFileAtomic } from '../util/fsutil.ts';
 
@@ -31,11 +31,11 @@ export interface Plumbing {
 export class Sandboxes {
   readonly dir: string;
   private readonly helper: string;
-  private readonly launcher: MonitorLauncher;
+  private readonly launcher: NativeLauncher;
   /** Removals still running, by container ID: a new namespace for the same ID waits for them. */
   private readonly removing = new Map<string, Promise<void>>();
 
-  constructor(execRoot: string, nativeDir: string, launcher: MonitorLauncher) {
+  constructor(execRoot: string, nativeDir: string, launcher: NativeLauncher) {
     this.dir = join(execRoot, 'netns');
     this.helper = join(nativeDir, 'berth-netns');
     this.launcher = launcher;

@@ -104,7 +104,7 @@ class LauncherProcess {
   }
 }
 
-export class MonitorLauncher {
+export class NativeLauncher {
   private readonly path: string;
   private current?: LauncherProcess;
 
@@ -133,11 +133,11 @@ export class MonitorLauncher {
   }
 }
 
-const shared = new Map<string, MonitorLauncher>();
+const shared = new Map<string, NativeLauncher>();
 
 /** The daemon's one launcher for the native programs in `nativeDir`. */
-export function launcherFor(nativeDir: string): MonitorLauncher {
+export function launcherFor(nativeDir: string): NativeLauncher {
   let l = shared.get(nativeDir);
-  if (!l) shared.set(nativeDir, (l = new MonitorLauncher(join(nativeDir, 'berth-launcher'))));
+  if (!l) shared.set(nativeDir, (l = new NativeLauncher(join(nativeDir, 'berth-launcher'))));
   return l;
 }

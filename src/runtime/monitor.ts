@@ -3,7 +3,7 @@
  * it, talk to it over its control socket, and find it again after berthd
  * restarts. The frame format is in native/PROTOCOL.md.
  */
-import type { MonitorLauncher } from './launcher.ts';
+import type { NativeLauncher } from './launcher.ts';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
@@ -182,6 +182,6 @@ export function monitorArgv(o: SpawnOptions): string[] {
 }
 
 /** Start a monitor through the launcher and wait until its control socket is ready. */
-export async function spawnMonitor(o: SpawnOptions, launcher: MonitorLauncher): Promise<void> {
+export async function spawnMonitor(o: SpawnOptions, launcher: NativeLauncher): Promise<void> {
   await launcher.launch(monitorArgv(o));
 }

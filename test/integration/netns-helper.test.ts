@@ -9,13 +9,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, TestDaemon } from '../helpers/daemon.ts';
-import { MonitorLauncher } from '../../src/runtime/launcher.ts';
+import { NativeLauncher } from '../../src/runtime/launcher.ts';
 
 const NATIVE = join(ROOT, 'native', 'build');
 const HELPER = join(NATIVE, 'berth-netns');
 // Only the daemon's directory, bridge name and addresses are used: no berthd runs.
 const d = new TestDaemon('netns');
-const launcher = new MonitorLauncher(join(NATIVE, 'berth-launcher'));
+const launcher = new NativeLauncher(join(NATIVE, 'berth-launcher'));
 /** Host-side names, one per test: a freed namespace's veth pair goes away asynchronously in the kernel. */
 const hostIf = (n: number) => `vh${d.bridge.slice(2)}${n}`;
 
