@@ -46,13 +46,23 @@ for prog in berth-monitor berth-launcher berth-sendfile berth-netns; do
     mv "native/build/$prog.tmp" "native/build/$prog"
   fi
 done
+# Loaded by the CLI to end its process without Node's teardown (src/cli/launch.ts).
+if [ ! -f native/build/berth-exit.so ] || [ native/berth-exit.c -nt native/build/berth-exit.so ]; then
+  echo "setup: building berth-exit.so"
+  gcc -O2 -Wall -Wextra -Werror -shared -fPIC -o native/build/berth-exit.so.tmp native/berth-exit.c
+  mv native/build/berth-exit.so.tmp native/build/berth-exit.so
+fi
 
 # TypeScript → JavaScript for the daemon and CLI (Node strips types too, but
 # precompiled code starts faster, which `berth run` feels).
-if [ ! -f dist/.stamp ] || [ -n "$(find src tsconfig.json -newer dist/.stamp -print -quit)" ]; then
+if [ ! -f dist/.stamp ] || [ -n "$(find src tsconfig.json scripts/bundle-cli.ts -newer dist/.stamp -print -quit)" ]; then
   echo "setup: compiling TypeScript"
   rm -rf dist
   "$NODE" node_modules/typescript/bin/tsc -p tsconfig.build.json
+  # The CLI runs from one bundled file (see src/cli/launch.ts); code caches
+  # taken from the previous bundle are dropped with it.
+  "$NODE" scripts/bundle-cli.ts
+  rm -rf .cache/cli-code
   touch dist/.stamp
 fi
 

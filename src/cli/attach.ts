@@ -46,21 +46,23 @@ export function pumpStreams(client: ApiClient, sock: Socket, o: AttachOptions & 
     else sock.on('data', demux((s, d) => (s === 2 ? err : out).write(d)));
     let restoreTty = () => undefined as void;
     let stopSize = () => undefined as void;
-    const input = process.stdin;
+    // process.stdin is made on first use, and for a file or /dev/null that
+    // loads Node's file streams: only touch it when stdin is attached.
+    const input = o.stdin ? process.stdin : undefined;
     let finished = false;
     const finish = (how: PumpResult) => {
       if (finished) return;
       finished = true;
       restoreTty();
       stopSize();
-      if (o.stdin) {
+      if (input) {
         input.removeAllListeners('data');
         input.pause();
         (input as unknown as { unref?: () => void }).unref?.();
       }
       resolve(how);
     };
-    if (o.stdin) {
+    if (input) {
       if (o.tty) restoreTty = enterRawMode();
       const detector = o.tty ? new EscapeDetector(detachKeysOrDefault(o.detachKeys)) : undefined;
       input.on('data', (d: Buffer) => {

@@ -3,8 +3,8 @@
  * (or loopback TCP), with docker's hijacked streams for attach and exec.
  */
 import type { Socket } from 'node:net';
-import { send, HttpResponse } from './http.ts';
-import type { HttpTarget } from './http.ts';
+import { send, sendBuffered, HttpResponse } from './http.ts';
+import type { BufferedResponse, HttpRequest, HttpTarget, Upgraded } from './http.ts';
 
 export const CLIENT_API_VERSION = '1.51';
 
@@ -49,15 +49,27 @@ async function readBody(res: AsyncIterable<Buffer | string>): Promise<Buffer> {
 }
 
 /** The daemon's `{"message": …}` error body, or the text as it came. */
-async function errorFrom(res: HttpResponse): Promise<ApiError> {
-  let msg = (await readBody(res)).toString().trim();
+function errorFromBody(status: number, body: Buffer): ApiError {
+  let msg = body.toString().trim();
   try {
     msg = (JSON.parse(msg) as { message?: string }).message ?? msg;
   } catch {
     // not JSON: keep the text
   }
-  return new ApiError(res.statusCode, msg || `status ${res.statusCode}`);
+  return new ApiError(status, msg || `status ${status}`);
 }
+
+async function errorFrom(res: HttpResponse): Promise<ApiError> {
+  return errorFromBody(res.statusCode, await readBody(res));
+}
+
+/** What POST /containers/{id}/wait answers. */
+export interface WaitStatus {
+  StatusCode: number;
+  Error?: { Message: string } | null;
+}
+
+type RequestOpts = { query?: Query; body?: unknown; headers?: Record<string, string>; stream?: NodeJS.ReadableStream; upgrade?: boolean };
 
 export class ApiClient {
   readonly endpoint: Endpoint;
@@ -73,7 +85,7 @@ export class ApiClient {
     return err;
   }
 
-  private async send(method: string, path: string, opts: { query?: Query; body?: unknown; headers?: Record<string, string>; stream?: NodeJS.ReadableStream; upgrade?: boolean }) {
+  private request(method: string, path: string, opts: RequestOpts): HttpRequest {
     const headers: Record<string, string> = { 'User-Agent': 'berth-cli/0.1.0', ...opts.headers };
     let body: Buffer | undefined;
     if (opts.body !== undefined) {
@@ -84,8 +96,12 @@ export class ApiClient {
       headers.Connection = 'Upgrade';
       headers.Upgrade = 'tcp';
     }
+    return { method, path: `/v${CLIENT_API_VERSION}${path}${queryString(opts.query)}`, headers, body, stream: opts.stream };
+  }
+
+  private async send(method: string, path: string, opts: RequestOpts): Promise<HttpResponse | Upgraded> {
     try {
-      return await send(this.endpoint, { method, path: `/v${CLIENT_API_VERSION}${path}${queryString(opts.query)}`, headers, body, stream: opts.stream });
+      return await send(this.endpoint, this.request(method, path, opts));
     } catch (err) {
       throw this.connectError(err as NodeJS.ErrnoException);
     }
@@ -102,10 +118,39 @@ export class ApiClient {
     return res;
   }
 
+  /** Send a request whose answer is read whole; resolves once its head arrives. Non-2xx become ApiError. */
+  async buffered(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<BufferedResponse> {
+    let res: BufferedResponse | Upgraded;
+    try {
+      res = await sendBuffered(this.endpoint, this.request(method, path, opts));
+    } catch (err) {
+      throw this.connectError(err as NodeJS.ErrnoException);
+    }
+    if (!('body' in res)) {
+      res.socket.destroy();
+      throw new ApiError(res.status, 'unexpected protocol switch');
+    }
+    if (res.statusCode >= 400) throw errorFromBody(res.statusCode, await res.body);
+    return res;
+  }
+
   async json<T>(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<T> {
-    const b = await readBody(await this.raw(method, path, opts));
+    const b = await (await this.buffered(method, path, opts)).body;
     if (b.length === 0) return undefined as T;
     return JSON.parse(b.toString()) as T;
+  }
+
+  /**
+   * Register a wait for a container's exit. The daemon answers the head as
+   * soon as the wait is in place, so a start sent after this resolves cannot
+   * be missed; `status` resolves at the exit (or the removal).
+   */
+  async waitExit(id: string, condition: 'next-exit' | 'removed' | 'not-running'): Promise<{ status: Promise<WaitStatus>; cancel(): void }> {
+    const res = await this.buffered('POST', `/containers/${id}/wait`, { query: { condition } });
+    const status = res.body.then((b) => JSON.parse(b.toString()) as WaitStatus);
+    // If the start fails the daemon may close the wait early; callers report that, not this.
+    status.catch(() => undefined);
+    return { status, cancel: () => res.abort() };
   }
 
   get<T>(path: string, query?: Query): Promise<T> {

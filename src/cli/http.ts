@@ -111,24 +111,47 @@ async function writeBody(sock: Socket, req: HttpRequest): Promise<void> {
   sock.write('0\r\n\r\n');
 }
 
+/** Where a response's body goes as it arrives. */
+interface BodySink {
+  write(b: Buffer): void;
+  end(): void;
+  fail(err: Error): void;
+}
+
+/** A response read whole: for the small JSON answers most requests get. */
+export interface BufferedResponse {
+  statusCode: number;
+  headers: Record<string, string>;
+  /** The body once it has all arrived; rejects if the connection fails first. */
+  body: Promise<Buffer>;
+  /** Drop the connection without waiting for the body. */
+  abort(): void;
+}
+
+type Head = { status: number; headers: Record<string, string> };
+
 /**
- * Send a request. Resolves once the response head arrives: with the response
- * (its body streaming), or with the raw socket when the server switched
- * protocols (101).
+ * One request on its own connection. Resolves once the response head
+ * arrives, with what `respond` makes of it (and the sink its body goes
+ * to), or with the raw socket when the server switched protocols (101).
  */
-export function send(target: HttpTarget, req: HttpRequest): Promise<HttpResponse | Upgraded> {
+function exchange<R>(target: HttpTarget, req: HttpRequest, respond: (head: Head, drop: () => void) => { result: R; sink: BodySink }): Promise<R | Upgraded> {
   return new Promise((resolve, reject) => {
     const sock = open(target);
     let headBuf = '';
-    let res: HttpResponse | undefined;
+    let sink: BodySink | undefined;
     let chunked: Dechunker | undefined;
     let left = -1;
+    let ended = false;
     const finish = () => {
-      if (res && !res.writableEnded) res.end();
+      if (sink && !ended) {
+        ended = true;
+        sink.end();
+      }
       sock.destroy();
     };
     const onData = (d: Buffer) => {
-      if (!res) {
+      if (!sink) {
         headBuf += d.toString('latin1');
         const end = headBuf.indexOf('\r\n\r\n');
         if (end < 0) return;
@@ -148,39 +171,77 @@ export function send(target: HttpTarget, req: HttpRequest): Promise<HttpResponse
           resolve({ status: 101, socket: sock });
           return;
         }
-        res = new HttpResponse();
-        // A caller that drops the response (destroy) drops the connection too.
-        res.once('close', () => sock.destroy());
-        res.statusCode = parsed.status;
-        res.headers = parsed.headers;
+        const made = respond(parsed, () => sock.destroy());
+        sink = made.sink;
         if (parsed.headers['transfer-encoding']?.includes('chunked')) chunked = new Dechunker();
         else if (parsed.headers['content-length'] !== undefined) left = Number(parsed.headers['content-length']);
         else if (parsed.status === 204 || parsed.status === 304 || req.method === 'HEAD') left = 0;
-        resolve(res);
+        resolve(made.result);
         d = rest;
       }
-      const r = res;
+      const out = sink;
       if (chunked) {
-        chunked.push(d, (b) => r.write(b));
+        chunked.push(d, (b) => out.write(b));
         if (chunked.done) finish();
       } else if (left >= 0) {
         const take = d.subarray(0, left);
-        if (take.length) r.write(take);
+        if (take.length) out.write(take);
         left -= take.length;
         if (left === 0) finish();
       } else if (d.length) {
-        r.write(d);
+        out.write(d);
       }
     };
     sock.on('data', onData);
     sock.on('end', finish);
     sock.on('error', (err) => {
-      if (res) res.destroy(err);
-      else reject(err);
+      if (sink) {
+        ended = true;
+        sink.fail(err);
+      } else reject(err);
     });
     sock.once('connect', () => {
       sock.write(head(req, 'api.moby.localhost'));
       writeBody(sock, req).catch((err: Error) => sock.destroy(err));
     });
+  });
+}
+
+/** Send a request; the response's body streams. */
+export function send(target: HttpTarget, req: HttpRequest): Promise<HttpResponse | Upgraded> {
+  return exchange(target, req, (h, drop) => {
+    const res = new HttpResponse();
+    // A caller that drops the response (destroy) drops the connection too.
+    res.once('close', drop);
+    res.statusCode = h.status;
+    res.headers = h.headers;
+    return { result: res, sink: { write: (b) => res.write(b), end: () => res.end(), fail: (err) => res.destroy(err) } };
+  });
+}
+
+/**
+ * Send a request; the response's body is gathered in memory. No stream
+ * objects: on `berth run`'s path their first use costs more than the
+ * request itself.
+ */
+export function sendBuffered(target: HttpTarget, req: HttpRequest): Promise<BufferedResponse | Upgraded> {
+  return exchange(target, req, (h, drop) => {
+    const chunks: Buffer[] = [];
+    let settle!: { resolve: (b: Buffer) => void; reject: (e: Error) => void };
+    const body = new Promise<Buffer>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    // A caller may drop the response without reading the body.
+    body.catch(() => undefined);
+    const result: BufferedResponse = {
+      statusCode: h.status,
+      headers: h.headers,
+      body,
+      abort: () => {
+        drop();
+        settle.reject(new Error('request aborted'));
+      },
+    };
+    return { result, sink: { write: (b) => chunks.push(b), end: () => settle.resolve(Buffer.concat(chunks)), fail: (err) => settle.reject(err) } };
   });
 }

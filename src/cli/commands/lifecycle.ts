@@ -55,20 +55,14 @@ export const commands: Command[] = [
         if (f.bool('interactive') && c.Config.Tty && !process.stdin.isTTY) throw new CliError('the input device is not a TTY', 1);
         const o = { stdin: f.bool('interactive') && c.Config.OpenStdin, stdout: true, stderr: true, tty: c.Config.Tty, detachKeys: f.str('detach-keys'), sigProxy: true };
         const sock = await openAttach(ctx.client, c.Id, o);
-        const waitRes = await ctx.client.raw('POST', `/containers/${c.Id}/wait`, { query: { condition: 'next-exit' } });
-        const status = (async () => {
-          let text = '';
-          for await (const chunk of waitRes) text += (chunk as Buffer).toString();
-          return JSON.parse(text) as { StatusCode: number };
-        })();
-        status.catch(() => undefined);
+        const wait = await ctx.client.waitExit(c.Id, 'next-exit');
         const pumped = pumpAttach(ctx.client, c.Id, sock, o);
         await ctx.client.post(`/containers/${c.Id}/start`);
         if ((await pumped) === 'detached') {
-          waitRes.destroy();
+          wait.cancel();
           return 0;
         }
-        return (await status).StatusCode;
+        return (await wait.status).StatusCode;
       }
       return forEach(ctx, args, (n) => ctx.client.post(`/containers/${encodeURIComponent(n)}/start`));
     },

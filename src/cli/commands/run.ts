@@ -79,17 +79,7 @@ export const commands: Command[] = [
         sigProxy: f.bool('sig-proxy'),
       };
       // The wait must be registered before the start, or a short-lived container's exit is missed.
-      const [sock, waitRes] = await Promise.all([
-        openAttach(ctx.client, id, o),
-        ctx.client.raw('POST', `/containers/${id}/wait`, { query: { condition: f.bool('rm') ? 'removed' : 'next-exit' } }),
-      ]);
-      const status = (async () => {
-        let text = '';
-        for await (const c of waitRes) text += (c as Buffer).toString();
-        return JSON.parse(text) as { StatusCode: number; Error?: { Message: string } | null };
-      })();
-      // If the start fails the daemon may close the wait early; that is reported below, not thrown.
-      status.catch(() => undefined);
+      const [sock, wait] = await Promise.all([openAttach(ctx.client, id, o), ctx.client.waitExit(id, f.bool('rm') ? 'removed' : 'next-exit')]);
       const pumped = pumpAttach(ctx.client, id, sock, o);
       try {
         await ctx.client.post(`/containers/${id}/start`);
@@ -99,10 +89,10 @@ export const commands: Command[] = [
       }
       // Detached with the keys: the container keeps running, the CLI leaves quietly.
       if ((await pumped) === 'detached') {
-        waitRes.destroy();
+        wait.cancel();
         return 0;
       }
-      const st = await status;
+      const st = await wait.status;
       if (st.Error?.Message) ctx.err.write(`${st.Error.Message}\n`);
       return st.StatusCode;
     },
