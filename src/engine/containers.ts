@@ -291,10 +291,9 @@ export class ContainerService {
     return { rec, running: false, release };
   }
 
-  /** Namespace, hostname, /etc/hosts and resolv.conf that the network mode decides. */
-  private networkSetup(rec: ContainerRecord): Promise<NetworkSetup> {
+  private get net(): NetworkService {
     if (!this.network) throw new Error('network service not wired');
-    return this.network.setup(rec);
+    return this.network;
   }
 
   /** Start, and on any failure leave the container stopped with the error recorded. */
@@ -318,59 +317,68 @@ export class ContainerService {
     if (live.conn?.exit) await this.onExit(rec, live, live.conn.exit);
   }
 
-  /** Prepare the bundle, spawn the monitor and run the container; returns its pid. */
+  /**
+   * Prepare the bundle, reach the monitor and run the container; returns
+   * its pid. The network's plumbing (a helper process) and the monitor's
+   * readiness are awaited only once the bundle is written: they overlap it.
+   */
   private async launch(rec: ContainerRecord, live: Live): Promise<number> {
     const dir = this.store.dir(rec.Id);
     const xdir = this.execDir(rec.Id);
     const layerDirs = rec.berth.layers.map((c) => this.layers.diffDir(c)).reverse();
     const hc = rec.HostConfig;
-    const [user, net] = await Promise.all([
-      resolveUser([join(dir, 'upper'), ...layerDirs], rec.Config.User, hc.GroupAdd ?? []),
-      this.networkSetup(rec).then((n) => {
-        this.writeEtcFiles(rec, n);
-        return n;
-      }),
-      mkdir(xdir, { recursive: true, mode: 0o700 }),
-    ]);
-    const caps = computeCapabilities({ add: hc.CapAdd ?? [], drop: hc.CapDrop ?? [], privileged: hc.Privileged });
-    const env = [...rec.Config.Env];
-    if (!env.some((e) => e.startsWith('HOSTNAME='))) env.push(`HOSTNAME=${net.hostname}`);
-    if (rec.Config.Tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
-    if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home || '/'}`);
-    const etcMounts: OciMount[] = [
-      { destination: '/etc/resolv.conf', type: 'bind', source: rec.ResolvConfPath, options: ['rbind', 'rprivate'] },
-      { destination: '/etc/hostname', type: 'bind', source: rec.HostnamePath, options: ['rbind', 'rprivate'] },
-      { destination: '/etc/hosts', type: 'bind', source: rec.HostsPath, options: ['rbind', 'rprivate'] },
-    ];
-    const userMounts = await this.mounts.ociMounts(rec);
-    const spec = buildSpec({
-      rootfs: join(dir, 'rootfs'),
-      readonlyRootfs: hc.ReadonlyRootfs,
-      args: [rec.Path, ...rec.Args],
-      env,
-      cwd: rec.Config.WorkingDir || '/',
-      user,
-      terminal: rec.Config.Tty,
-      consoleSize: hc.ConsoleSize && hc.ConsoleSize[0] > 0 ? hc.ConsoleSize : undefined,
-      hostname: net.hostname,
-      domainname: rec.Config.Domainname,
-      capabilities: caps,
-      privileged: hc.Privileged,
-      noNewPrivileges: (hc.SecurityOpt ?? []).some((o) => /^no-new-privileges(:true|=true)?$/.test(o)),
-      namespaces: { network: net.ns, ipc: hc.IpcMode === 'host' ? 'host' : 'private', pid: hc.PidMode === 'host' ? 'host' : 'private', uts: hc.UTSMode === 'host' ? 'host' : 'private' },
-      cgroupsPath: `${hc.CgroupParent || this.cfg.cgroupParent}/${rec.Id}`,
-      extraMounts: [...etcMounts.filter((m) => !userMounts.destinations.has(m.destination)), ...userMounts.mounts],
-      shmSize: hc.ShmSize ?? 64 * 1024 * 1024,
-    });
-    if (userMounts.rootfsPropagation) spec.linux.rootfsPropagation = userMounts.rootfsPropagation;
-    applySecurity(spec, rec, { find: (ref) => this.find(ref), capabilities: caps, initPath: this.cfg.initPath });
-    const warm = this.takeWarm(rec.Id);
-    writeFileSync(join(xdir, 'config.json'), JSON.stringify(spec));
-    let spawned = false;
-    if (warm) spawned = await warm.then(() => true, () => false);
-    if (!spawned) await this.spawnFor(rec);
-    const conn = await MonitorConnection.connect(xdir);
-    live.conn = conn;
+    const place = this.net.placement(rec);
+    const netReady = this.net.setup(rec);
+    const monitor = this.monitorFor(rec);
+    // Both are awaited below; one failing while the other is awaited is not unhandled.
+    netReady.catch(() => undefined);
+    monitor.catch(() => undefined);
+    try {
+      const [user, userMounts] = await Promise.all([
+        resolveUser([join(dir, 'upper'), ...layerDirs], rec.Config.User, hc.GroupAdd ?? []),
+        this.mounts.ociMounts(rec),
+        mkdir(xdir, { recursive: true, mode: 0o700 }),
+      ]);
+      const caps = computeCapabilities({ add: hc.CapAdd ?? [], drop: hc.CapDrop ?? [], privileged: hc.Privileged });
+      const env = [...rec.Config.Env];
+      if (!env.some((e) => e.startsWith('HOSTNAME='))) env.push(`HOSTNAME=${place.hostname}`);
+      if (rec.Config.Tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
+      if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home || '/'}`);
+      const etcMounts: OciMount[] = [
+        { destination: '/etc/resolv.conf', type: 'bind', source: rec.ResolvConfPath, options: ['rbind', 'rprivate'] },
+        { destination: '/etc/hostname', type: 'bind', source: rec.HostnamePath, options: ['rbind', 'rprivate'] },
+        { destination: '/etc/hosts', type: 'bind', source: rec.HostsPath, options: ['rbind', 'rprivate'] },
+      ];
+      const spec = buildSpec({
+        rootfs: join(dir, 'rootfs'),
+        readonlyRootfs: hc.ReadonlyRootfs,
+        args: [rec.Path, ...rec.Args],
+        env,
+        cwd: rec.Config.WorkingDir || '/',
+        user,
+        terminal: rec.Config.Tty,
+        consoleSize: hc.ConsoleSize && hc.ConsoleSize[0] > 0 ? hc.ConsoleSize : undefined,
+        hostname: place.hostname,
+        domainname: rec.Config.Domainname,
+        capabilities: caps,
+        privileged: hc.Privileged,
+        noNewPrivileges: (hc.SecurityOpt ?? []).some((o) => /^no-new-privileges(:true|=true)?$/.test(o)),
+        namespaces: { network: place.ns, ipc: hc.IpcMode === 'host' ? 'host' : 'private', pid: hc.PidMode === 'host' ? 'host' : 'private', uts: hc.UTSMode === 'host' ? 'host' : 'private' },
+        cgroupsPath: `${hc.CgroupParent || this.cfg.cgroupParent}/${rec.Id}`,
+        extraMounts: [...etcMounts.filter((m) => !userMounts.destinations.has(m.destination)), ...userMounts.mounts],
+        shmSize: hc.ShmSize ?? 64 * 1024 * 1024,
+      });
+      if (userMounts.rootfsPropagation) spec.linux.rootfsPropagation = userMounts.rootfsPropagation;
+      applySecurity(spec, rec, { find: (ref) => this.find(ref), capabilities: caps, initPath: this.cfg.initPath });
+      writeFileSync(join(xdir, 'config.json'), JSON.stringify(spec));
+      this.writeEtcFiles(rec, await netReady);
+      live.conn = await monitor;
+    } catch (err) {
+      // A monitor that will never get START is told to end.
+      void monitor.then((c) => c.shutdown(), () => undefined);
+      throw err;
+    }
+    const conn = live.conn;
     this.wireConnection(rec, live, conn);
     const wantOut = [...live.sinks].some((s) => s.stdout);
     const wantErr = [...live.sinks].some((s) => s.stderr);
@@ -379,6 +387,14 @@ export class ContainerService {
     live.pendingStdin = [];
     if (live.pendingStdinClose) conn.closeStdin();
     return conn.start();
+  }
+
+  /** The connection to this container's monitor: the warm one from create, or a new one. */
+  private async monitorFor(rec: ContainerRecord): Promise<MonitorConnection> {
+    const warm = this.takeWarm(rec.Id);
+    const spawned = warm ? await warm.then(() => true, () => false) : false;
+    if (!spawned) await this.spawnFor(rec);
+    return MonitorConnection.connect(this.execDir(rec.Id));
   }
 
   /** Start a monitor for a container; it waits for START. */

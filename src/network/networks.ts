@@ -592,33 +592,54 @@ export class NetworkService {
 
   // ------------------------------------------------------------ containers: start and exit
 
+  /**
+   * Where a container's network will live and the hostname it gets. Known
+   * before any plumbing, so that a start can write its bundle while
+   * `setup` runs; throws what `setup` would for a mode that cannot start.
+   */
+  placement(rec: ContainerRecord): Pick<NetworkSetup, 'ns' | 'hostname'> {
+    const mode = rec.HostConfig.NetworkMode;
+    if (mode === 'host') return { ns: 'host', hostname: rec.Config.Hostname || osHostname() };
+    if (mode.startsWith('container:')) {
+      const other = this.joined(rec);
+      const ns = this.sandboxes.exists(other.Id) ? { path: this.sandboxes.path(other.Id) } : { path: `/proc/${other.State.Pid}/ns/net` };
+      return { ns, hostname: other.Config.Hostname };
+    }
+    if (mode === 'none') return { ns: 'private', hostname: rec.Config.Hostname };
+    return { ns: { path: this.sandboxes.path(rec.Id) }, hostname: rec.Config.Hostname };
+  }
+
+  /** The running container whose namespace a `container:` mode joins. */
+  private joined(rec: ContainerRecord): ContainerRecord {
+    const ref = rec.HostConfig.NetworkMode.slice('container:'.length);
+    const other = this.access().find(ref);
+    if (!other) throw notFound(`No such container: ${ref}`);
+    if (!other.State.Running) throw conflict(`cannot join network namespace of a non running container: ${other.Id}`);
+    return other;
+  }
+
   /** Everything a container's network mode needs before its process starts. */
   async setup(rec: ContainerRecord): Promise<NetworkSetup> {
-    const hc = rec.HostConfig;
-    const mode = hc.NetworkMode;
+    const place = this.placement(rec);
+    const mode = rec.HostConfig.NetworkMode;
     if (mode === 'host') {
-      const hostname = rec.Config.Hostname || osHostname();
-      return { ns: 'host', hostname, hosts: await readFile('/etc/hosts', 'utf8').catch(() => hostsFile(hostname)), resolv: this.hostResolv };
+      return { ...place, hosts: await readFile('/etc/hosts', 'utf8').catch(() => hostsFile(place.hostname)), resolv: this.hostResolv };
     }
     if (mode.startsWith('container:')) {
-      const other = this.access().find(mode.slice(10));
-      if (!other) throw notFound(`No such container: ${mode.slice(10)}`);
-      if (!other.State.Running) throw conflict(`cannot join network namespace of a non running container: ${other.Id}`);
-      const ns = this.sandboxes.exists(other.Id) ? { path: this.sandboxes.path(other.Id) } : { path: `/proc/${other.State.Pid}/ns/net` };
+      const other = this.joined(rec);
       const [hosts, resolv] = await Promise.all([readFile(other.HostsPath, 'utf8').catch(() => hostsFile(other.Config.Hostname)), readFile(other.ResolvConfPath, 'utf8').catch(() => '')]);
-      return { ns, hostname: other.Config.Hostname, hosts, resolv };
+      return { ...place, hosts, resolv };
     }
-    const hostname = rec.Config.Hostname;
     const extra = this.extraHosts(rec);
-    if (mode === 'none') return { ns: 'private', hostname, hosts: hostsFile(hostname, extra), resolv: this.resolvFor(rec, undefined) };
+    if (mode === 'none') return { ...place, hosts: hostsFile(place.hostname, extra), resolv: this.resolvFor(rec, undefined) };
     const state = await this.plumb(rec);
     const first = state.endpoints[0];
     const links = this.linkHosts(rec);
     const dnsNet = state.endpoints.find((e) => this.dns.has(e.networkId));
     return {
       ns: { path: state.path },
-      hostname,
-      hosts: hostsFile(hostname, [...extra, ...links], first?.ip),
+      hostname: place.hostname,
+      hosts: hostsFile(place.hostname, [...extra, ...links], first?.ip),
       resolv: this.resolvFor(rec, dnsNet?.gateway),
     };
   }
