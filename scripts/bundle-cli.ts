@@ -32,11 +32,21 @@ const noDynamicImport: Plugin = {
   },
 };
 
-const common = { absWorkingDir: ROOT, bundle: true, platform: 'node', format: 'cjs', target: 'node24', logLevel: 'warning' } as const;
+// Whitespace and comments out, names kept (stack traces stay readable); ASCII
+// only, so the launcher can read the bundle as latin1 into V8's cheapest
+// string. Together they halve what each command reads and converts.
+const common = {
+  absWorkingDir: ROOT, bundle: true, platform: 'node', format: 'cjs', target: 'node24',
+  charset: 'ascii', minifyWhitespace: true, minifySyntax: true, logLevel: 'warning',
+} as const;
 await build({ ...common, entryPoints: ['src/cli/bin.ts'], outfile: 'dist/berth-cli.cjs', plugins: [noDynamicImport] });
 // The entry point that runs it (bin/berth), CommonJS like the bundle.
 await build({ ...common, entryPoints: ['src/cli/launch.ts'], outfile: 'dist/berth.cjs' });
 
-// A dynamic import left in the bundle would fail only when its command runs.
+// A dynamic import left in the bundle would fail only when its command runs;
+// a character beyond ASCII (esbuild leaves those in regular expressions)
+// would be misread as latin1.
 const out = readFileSync(join(ROOT, 'dist/berth-cli.cjs'), 'utf8');
 if (/\bimport\(/.test(out)) throw new Error('dist/berth-cli.cjs still has a dynamic import(); see noDynamicImport');
+const wide = /[^\x00-\x7f]/.exec(out);
+if (wide) throw new Error(`dist/berth-cli.cjs is not ASCII near: ${out.slice(Math.max(0, wide.index - 40), wide.index + 20)} (write the character as an escape in the source)`);
