@@ -69,7 +69,7 @@ export interface WaitStatus {
   Error?: { Message: string } | null;
 }
 
-type RequestOpts = { query?: Query; body?: unknown; headers?: Record<string, string>; stream?: NodeJS.ReadableStream; upgrade?: boolean };
+type RequestOpts = { query?: Query; body?: unknown; headers?: Record<string, string>; stream?: NodeJS.ReadableStream; upgrade?: boolean; notBefore?: Promise<unknown> };
 
 export class ApiClient {
   readonly endpoint: Endpoint;
@@ -96,7 +96,7 @@ export class ApiClient {
       headers.Connection = 'Upgrade';
       headers.Upgrade = 'tcp';
     }
-    return { method, path: `/v${CLIENT_API_VERSION}${path}${queryString(opts.query)}`, headers, body, stream: opts.stream };
+    return { method, path: `/v${CLIENT_API_VERSION}${path}${queryString(opts.query)}`, headers, body, stream: opts.stream, notBefore: opts.notBefore };
   }
 
   private async send(method: string, path: string, opts: RequestOpts): Promise<HttpResponse | Upgraded> {
@@ -119,7 +119,7 @@ export class ApiClient {
   }
 
   /** Send a request whose answer is read whole; resolves once its head arrives. Non-2xx become ApiError. */
-  async buffered(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<BufferedResponse> {
+  async buffered(method: string, path: string, opts: { query?: Query; body?: unknown; notBefore?: Promise<unknown> } = {}): Promise<BufferedResponse> {
     let res: BufferedResponse | Upgraded;
     try {
       res = await sendBuffered(this.endpoint, this.request(method, path, opts));
@@ -134,7 +134,7 @@ export class ApiClient {
     return res;
   }
 
-  async json<T>(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<T> {
+  async json<T>(method: string, path: string, opts: { query?: Query; body?: unknown; notBefore?: Promise<unknown> } = {}): Promise<T> {
     const b = await (await this.buffered(method, path, opts)).body;
     if (b.length === 0) return undefined as T;
     return JSON.parse(b.toString()) as T;
@@ -159,6 +159,11 @@ export class ApiClient {
 
   post<T>(path: string, body?: unknown, query?: Query): Promise<T> {
     return this.json<T>('POST', path, { query, body });
+  }
+
+  /** POST /containers/{id}/start, its connection made now and the request sent once `after` settles. */
+  startAfter(id: string, after: Promise<unknown>): Promise<void> {
+    return this.json<void>('POST', `/containers/${id}/start`, { notBefore: after });
   }
 
   async delete(path: string, query?: Query): Promise<unknown> {

@@ -24,6 +24,12 @@ export interface HttpRequest {
   body?: Buffer;
   /** A request body streamed with chunked encoding. */
   stream?: NodeJS.ReadableStream;
+  /**
+   * Connect at once but send only once this settles (a failure drops the
+   * connection and fails the request): the connection is ready when the
+   * request may go.
+   */
+  notBefore?: Promise<unknown>;
 }
 
 /** A response: its body is this stream. */
@@ -200,9 +206,16 @@ function exchange<R>(target: HttpTarget, req: HttpRequest, respond: (head: Head,
         sink.fail(err);
       } else reject(err);
     });
-    sock.once('connect', () => {
+    const write = () => {
       sock.write(head(req, 'api.moby.localhost'));
       writeBody(sock, req).catch((err: Error) => sock.destroy(err));
+    };
+    sock.once('connect', () => {
+      if (!req.notBefore) write();
+      else req.notBefore.then(write, (err: Error) => {
+        sock.destroy();
+        reject(err);
+      });
     });
   });
 }

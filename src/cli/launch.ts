@@ -64,23 +64,27 @@ function runBundle(): void {
 
 /**
  * Once the command is over, end the process without Node's teardown (see
- * native/berth-exit.c). 'beforeExit' comes only when the event loop has
- * emptied by itself; an 'exit' listener added then runs after every other
- * one (the code cache's, a terminal's restore) and leaves last. An explicit
- * process.exit() skips all this and exits the usual way.
+ * native/berth-exit.c), and without waiting for the event loop to drain:
+ * connections to the daemon still closing, signal handlers being removed.
+ * bin.ts calls this when main() has settled; the 'exit' listeners (the code
+ * cache's, a terminal's restore) run first, as with process.exit(). Output
+ * is already written: stdout and stderr are synchronous on Linux. A Node
+ * run with options of its own (--cpu-prof, coverage, …) exits the usual
+ * way, since those write their results during the teardown.
  */
 function exitQuickly(): void {
+  if (process.execArgv.length > 0 || process.env.NODE_OPTIONS || process.env.NODE_V8_COVERAGE) return;
   const helper = join(dist, '..', 'native', 'build', 'berth-exit.so');
-  process.once('beforeExit', () => {
-    process.once('exit', (code) => {
-      process.env.BERTH_EXIT_STATUS = String(code);
-      try {
-        process.dlopen({ exports: {} }, helper);
-      } catch {
-        // no helper: the usual exit
-      }
-    });
-  });
+  (globalThis as Record<symbol, unknown>)[Symbol.for('berth.finish')] = (code: number) => {
+    process.emit('exit', code);
+    process.env.BERTH_EXIT_STATUS = String(code);
+    try {
+      process.dlopen({ exports: {} }, helper);
+    } catch {
+      // no helper: the usual exit (the 'exit' listeners ran once: they are `once`)
+    }
+    process.exit(code);
+  };
 }
 
 exitQuickly();

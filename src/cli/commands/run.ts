@@ -78,11 +78,15 @@ export const commands: Command[] = [
         detachKeys: f.str('detach-keys'),
         sigProxy: f.bool('sig-proxy'),
       };
-      // The wait must be registered before the start, or a short-lived container's exit is missed.
-      const [sock, wait] = await Promise.all([openAttach(ctx.client, id, o), ctx.client.waitExit(id, f.bool('rm') ? 'removed' : 'next-exit')]);
+      // The wait must be registered before the start, or a short-lived
+      // container's exit is missed; the start's connection is made meanwhile.
+      const ready = Promise.all([openAttach(ctx.client, id, o), ctx.client.waitExit(id, f.bool('rm') ? 'removed' : 'next-exit')]);
+      const started = ctx.client.startAfter(id, ready);
+      started.catch(() => undefined);
+      const [sock, wait] = await ready;
       const pumped = pumpAttach(ctx.client, id, sock, o);
       try {
-        await ctx.client.post(`/containers/${id}/start`);
+        await started;
       } catch (err) {
         sock.destroy();
         throw new CliError(`berth: Error response from daemon: ${(err as Error).message}.`, exitCodeFor((err as Error).message));
