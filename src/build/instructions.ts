@@ -7,6 +7,7 @@
 import type { HealthConfig, ImageRunConfig } from '../image/types.ts';
 import { invalid } from '../util/errors.ts';
 import { parseSignal } from '../util/signals.ts';
+import { parseDuration } from '../util/time.ts';
 
 export const DEFAULT_SHELL = ['/bin/sh', '-c'];
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -73,18 +74,9 @@ export function healthHistory(h: HealthConfig): string {
 
 /** Docker's duration flags (`30s`, `1m30s`, `500ms`) in nanoseconds. */
 export function parseGoDuration(flag: string, v: string): number {
-  if (v === '0') return 0;
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
-  const unit: Record<string, number> = { ns: 1, us: 1e3, 'µs': 1e3, ms: 1e6, s: 1e9, m: 6e10, h: 3.6e12 };
-  let total = 0;
-  let consumed = 0;
-  for (const m of v.matchAll(re)) {
-    if (m.index !== consumed) break;
-    total += parseFloat(m[1]!) * unit[m[2]!]!;
-    consumed += m[0].length;
-  }
-  if (consumed !== v.length || v === '') throw invalid(`time: invalid duration "${v}"`);
-  return Math.round(total);
+  const ms = parseDuration(v, false);
+  if (ms === undefined) throw invalid(`time: invalid duration "${v}"`);
+  return Math.round(ms * 1e6);
 }
 
 export function healthcheck(flags: Map<string, string>, json: string[] | undefined, rest: string): HealthConfig {
