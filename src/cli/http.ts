@@ -207,8 +207,11 @@ function exchange<R>(target: HttpTarget, req: HttpRequest, respond: (head: Head,
       } else reject(err);
     });
     const write = () => {
+      // Head and a fixed body leave in one segment: the daemon reads both at once.
+      sock.cork();
       sock.write(head(req, 'api.moby.localhost'));
       writeBody(sock, req).catch((err: Error) => sock.destroy(err));
+      sock.uncork();
     };
     sock.once('connect', () => {
       if (!req.notBefore) write();

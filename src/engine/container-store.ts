@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerRecord } from './container-types.ts';
@@ -94,7 +95,8 @@ export class ContainerStore {
   }
 
   async add(rec: ContainerRecord): Promise<void> {
-    await ensureDir(this.dir(rec.Id), 0o710);
+    // On the path of every run: a direct call, not a thread-pool round trip.
+    mkdirSync(this.dir(rec.Id), { recursive: true, mode: 0o710 });
     this.byId.set(rec.Id, rec);
     await this.save(rec);
   }
