@@ -201,10 +201,12 @@ function exchange<R>(target: HttpTarget, req: HttpRequest, respond: (head: Head,
     sock.on('data', onData);
     sock.on('end', finish);
     sock.on('error', (err) => {
-      if (sink) {
+      if (!sink) reject(err);
+      else if (!ended) {
+        // A connection that fails after the whole body arrived changes nothing.
         ended = true;
         sink.fail(err);
-      } else reject(err);
+      }
     });
     const write = () => {
       // Head and a fixed body leave in one segment: the daemon reads both at once.
