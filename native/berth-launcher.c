@@ -52,9 +52,9 @@ static int read_full(int fd, void *buf, size_t n)
 	return 1;
 }
 
-static void reply(const char *s)
+/* Everything to stdout (berthd), or the launcher ends: berthd has gone. */
+static void write_all(const char *s, size_t n)
 {
-	size_t n = strlen(s);
 	while (n > 0) {
 		ssize_t w = write(1, s, n);
 		if (w < 0) {
@@ -67,19 +67,46 @@ static void reply(const char *s)
 	}
 }
 
-/* Start one monitor and relay its first line ("ready" or "error: …"). */
-static void launch(char **argv)
+static void reply(const char *s)
 {
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		reply("error: pipe failed\n");
-		return;
-	}
+	write_all(s, strlen(s));
+}
+
+/* A pipe whose write end a forked child gets; -1 (nothing left open) on failure. */
+static pid_t fork_piped(int p[2])
+{
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
 	pid_t child = fork();
 	if (child < 0) {
 		close(p[0]);
 		close(p[1]);
-		reply("error: fork failed\n");
+	}
+	return child;
+}
+
+/* In a child: take these stdio descriptors, unblock signals and exec;
+ * on failure say so on `out` (prefixed as the reply expects) and end. */
+static void exec_child(char **argv, int in, int out, int err, const char *prefix)
+{
+	dup2(in, 0);
+	dup2(out, 1);
+	dup2(err, 2);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execv(argv[0], argv);
+	dprintf(out, "%sexec %s: %s\n", prefix, argv[0], strerror(errno));
+	_exit(127);
+}
+
+/* Start one monitor and relay its first line ("ready" or "error: …"). */
+static void launch(char **argv)
+{
+	int p[2];
+	pid_t child = fork_piped(p);
+	if (child < 0) {
+		reply("error: pipe or fork failed\n");
 		return;
 	}
 	if (child == 0) {
@@ -88,17 +115,9 @@ static void launch(char **argv)
 		pid_t g = fork();
 		if (g != 0)
 			_exit(g < 0 ? 1 : 0);
-		int devnull = open("/dev/null", O_RDWR);
-		dup2(devnull, 0);
-		dup2(p[1], 1);
-		dup2(devnull, 2);
 		setsid();
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(argv[0], argv);
-		dprintf(1, "error: exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
+		int devnull = open("/dev/null", O_RDWR);
+		exec_child(argv, devnull, p[1], devnull, "error: ");
 	}
 	close(p[1]);
 	int st;
@@ -134,29 +153,13 @@ static void run_helper(char **argv)
 {
 	static char out[64 * 1024];
 	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		reply("exit 127 12\npipe failed\n");
-		return;
-	}
-	pid_t child = fork();
+	pid_t child = fork_piped(p);
 	if (child < 0) {
-		close(p[0]);
-		close(p[1]);
-		reply("exit 127 12\nfork failed\n");
+		reply("exit 127 20\npipe or fork failed\n");
 		return;
 	}
-	if (child == 0) {
-		int devnull = open("/dev/null", O_RDONLY);
-		dup2(devnull, 0);
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(argv[0], argv);
-		dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
+	if (child == 0)
+		exec_child(argv, open("/dev/null", O_RDONLY), p[1], p[1], "");
 	close(p[1]);
 	size_t n = 0;
 	for (;;) {
@@ -179,15 +182,7 @@ static void run_helper(char **argv)
 	char head[64];
 	snprintf(head, sizeof head, "exit %d %zu\n", code, n);
 	reply(head);
-	for (size_t off = 0; off < n;) {
-		ssize_t w = write(1, out + off, n - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			exit(1);
-		}
-		off += (size_t)w;
-	}
+	write_all(out, n);
 }
 
 int main(void)

@@ -11,14 +11,14 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LayerStore } from '../image/layer-store.ts';
 import { chainIds } from '../image/layer-store.ts';
 import type { ImageConfig } from '../image/types.ts';
 import type { ImageStore } from '../image/image-store.ts';
 import type { BuildCacheUsage } from '../engine/df.ts';
-import { ensureDir, removeTree, writeJsonAtomic } from '../util/fsutil.ts';
+import { ensureDir, readJson, removeTree, writeJsonAtomic } from '../util/fsutil.ts';
 import { isErrno } from '../util/errors.ts';
 
 /** Entries kept in memory (a few KB each). */
@@ -78,12 +78,11 @@ export class BuildCache {
 
   /** read() for walks over every entry (df, prune): through the thread pool, so thousands of them do not stall the daemon. */
   private async readAsync(key: string): Promise<Entry | undefined> {
-    try {
-      return JSON.parse(await readFile(join(this.dir, `${key}.json`), 'utf8')) as Entry;
-    } catch (err) {
-      if (isErrno(err, 'ENOENT') || err instanceof SyntaxError) return undefined;
+    return readJson<Entry>(join(this.dir, `${key}.json`)).catch((err: unknown) => {
+      // Torn by a crash: a miss, as in read().
+      if (err instanceof SyntaxError) return undefined;
       throw err;
-    }
+    });
   }
 
   private remember(key: string, e: Entry): void {

@@ -15,6 +15,7 @@ import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 import { applyLayer, decompressStream } from '../image/layer.ts';
+import { META_PREFIX, OPAQUE_MARKER, WHITEOUT_PREFIX } from '../image/layer-format.ts';
 import { archivePathParts, packTar, readTar } from '../util/tar.ts';
 import type { ByteSource, TarHeader } from '../util/tar.ts';
 import { invalid } from '../util/errors.ts';
@@ -33,10 +34,6 @@ const KEEP_CONTENT = 256 << 10;
 const KEEP_TOTAL = 4 << 20;
 /** Symlinks followed in one lookup before it is called a loop. */
 const MAX_LINKS = 40;
-
-const WHITEOUT_PREFIX = '.wh.';
-const META_PREFIX = '.wh..wh.';
-const OPAQUE_MARKER = '.wh..wh..opq';
 
 /** `whiteout`: what extraction leaves for a `.wh.` entry (a 0/0 device, mode 0). */
 type Kind = 'dir' | 'file' | 'symlink' | 'other' | 'whiteout';

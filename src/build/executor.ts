@@ -38,7 +38,7 @@ export interface BuildRequest {
   context: BuildContext;
   dockerfile: string;
   /** The Dockerfile already parsed (the service checks it before the build starts). */
-  parsed?: StagedDockerfile;
+  parsed: StagedDockerfile;
   tags: string[];
   buildArgs: Record<string, string | null>;
   labels: Record<string, string>;
@@ -148,7 +148,7 @@ export class Executor {
     this.sink = sink;
     this.emptyDir = emptyDir;
     this.tmpRoot = join(engine.cfg.dataRoot, 'build', 'tmp');
-    this.df = req.parsed ?? parseStages(req.dockerfile);
+    this.df = req.parsed;
     this.esc = this.df.directives.escape;
   }
 

@@ -119,7 +119,7 @@ export class ApiClient {
   }
 
   /** Send a request whose answer is read whole; resolves once its head arrives. Non-2xx become ApiError. */
-  async buffered(method: string, path: string, opts: { query?: Query; body?: unknown; notBefore?: Promise<unknown> } = {}): Promise<BufferedResponse> {
+  private async buffered(method: string, path: string, opts: { query?: Query; body?: unknown; notBefore?: Promise<unknown> } = {}): Promise<BufferedResponse> {
     let res: BufferedResponse | Upgraded;
     try {
       res = await sendBuffered(this.endpoint, this.request(method, path, opts));

@@ -9,7 +9,7 @@
 import { closeSync, lstatSync, openSync, readFileSync, readSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { TAR_TRAILER, encodeHeader } from '../util/tar.ts';
+import { TAR_TRAILER, encodeHeader, tarPad } from '../util/tar.ts';
 import type { TarHeaderInput } from '../util/tar.ts';
 import type { DockerIgnore } from '../build/dockerignore.ts';
 
@@ -17,8 +17,6 @@ import type { DockerIgnore } from '../build/dockerignore.ts';
 const CHUNK = 256 << 10;
 /** Files up to this size are read whole. */
 const BIG_FILE = 1 << 20;
-
-const pad = (n: number): number => (512 - (n % 512)) % 512;
 
 /** One file's content in CHUNK-sized pieces, read synchronously (exactly `size` bytes, as the header said). */
 function* fileChunks(path: string, size: number): Generator<Buffer> {
@@ -46,7 +44,7 @@ function* entries(dir: string, ignore: DockerIgnore | undefined, keep: Set<strin
   for (const e of extra) {
     yield encodeHeader({ name: e.name, type: 'file', mode: 0o600, size: e.data.length, mtime: new Date() });
     yield e.data;
-    if (pad(e.data.length)) yield Buffer.alloc(pad(e.data.length));
+    if (tarPad(e.data.length)) yield Buffer.alloc(tarPad(e.data.length));
   }
   function* walk(rel: string): Generator<Buffer> {
     for (const name of readdirSync(join(dir, rel)).sort()) {
@@ -71,7 +69,7 @@ function* entries(dir: string, ignore: DockerIgnore | undefined, keep: Set<strin
           if (data.length !== st.size) throw new Error(`${abs}: file changed while being sent`);
           yield data;
         } else yield* fileChunks(abs, st.size);
-        if (pad(st.size)) yield Buffer.alloc(pad(st.size));
+        if (tarPad(st.size)) yield Buffer.alloc(tarPad(st.size));
       }
     }
   }

@@ -127,7 +127,6 @@ interface BodySink {
 /** A response read whole: for the small JSON answers most requests get. */
 export interface BufferedResponse {
   statusCode: number;
-  headers: Record<string, string>;
   /** The body once it has all arrived; rejects if the connection fails first. */
   body: Promise<Buffer>;
   /** Drop the connection without waiting for the body. */
@@ -253,7 +252,6 @@ export function sendBuffered(target: HttpTarget, req: HttpRequest): Promise<Buff
     body.catch(() => undefined);
     const result: BufferedResponse = {
       statusCode: h.status,
-      headers: h.headers,
       body,
       abort: () => {
         drop();

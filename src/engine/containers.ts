@@ -328,7 +328,7 @@ export class ContainerService {
     const layerDirs = rec.berth.layers.map((c) => this.layers.diffDir(c)).reverse();
     const hc = rec.HostConfig;
     const place = this.net.placement(rec);
-    const netReady = this.net.setup(rec);
+    const netReady = this.net.setup(rec, place);
     const monitor = this.monitorFor(rec);
     // Both are awaited below; one failing while the other is awaited is not unhandled.
     netReady.catch(() => undefined);
@@ -664,24 +664,16 @@ export class ContainerService {
     const rec = this.find(ref);
     // A start under way (a restart policy's, say) finishes first; then it is stopped like any running container.
     await this.live.get(rec.Id)?.starting?.catch(() => undefined);
-    if (this.hooks?.cancelRestart(rec)) {
+    // A pending restart is cancelled; so is one still to be decided: a
+    // container that exited on its own a moment ago, its exit still being
+    // handled, must not be brought back once the user has stopped it.
+    if (this.hooks?.cancelRestart(rec) || (!rec.State.Running && this.exiting.has(rec.Id) && !rec.berth.manuallyStopped)) {
       rec.berth.manuallyStopped = true;
       await this.store.save(rec);
       this.events.emit('container', 'stop', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
       return;
     }
-    if (!rec.State.Running) {
-      // It exited on its own a moment ago and its exit is still being
-      // handled: the restart policy has not decided yet, and must not bring
-      // back a container the user has just stopped.
-      if (this.exiting.has(rec.Id) && !rec.berth.manuallyStopped) {
-        rec.berth.manuallyStopped = true;
-        await this.store.save(rec);
-        this.events.emit('container', 'stop', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });
-        return;
-      }
-      throw notModified('container already stopped');
-    }
+    if (!rec.State.Running) throw notModified('container already stopped');
     const live = this.live.get(rec.Id);
     const sig = parseSignal(opts.signal || rec.Config.StopSignal || 'SIGTERM');
     const timeout = opts.timeout ?? rec.Config.StopTimeout ?? 10;

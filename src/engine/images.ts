@@ -801,12 +801,12 @@ function teeToContent(content: ContentStore, source: AsyncIterable<Buffer>, expe
     finish: async (failure?: unknown) => {
       // The blob is committed only here: the extractor reads ahead of its
       // verdict, so the source may be read to its end before a bad entry is seen.
-      if (failure === undefined && complete) pass.end();
       if (failure !== undefined || !complete) {
         pass.destroy(failure instanceof Error ? failure : new Error('aborted'));
         await ingest.catch(() => undefined);
         return undefined;
       }
+      pass.end();
       return ingest;
     },
   };

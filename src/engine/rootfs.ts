@@ -15,14 +15,14 @@ export async function readFromLayers(dirsTopFirst: string[], path: string): Prom
   // (lstat, open, fstat, read, close per layer) costs several milliseconds.
   const rel = posix.normalize(path).replace(/^\/+/, '');
   for (const dir of dirsTopFirst) {
-    const st = lstatSync(join(dir, rel), { throwIfNoEntry: false });
-    if (!st) continue;
-    if (st.isCharacterDevice() && st.rdev === 0) return undefined; // whiteout
-    if (!st.isFile()) return undefined;
+    const full = join(dir, rel);
     try {
-      return readFileSync(join(dir, rel));
+      const st = lstatSync(full);
+      if (st.isCharacterDevice() && st.rdev === 0) return undefined; // whiteout
+      if (!st.isFile()) return undefined;
+      return readFileSync(full);
     } catch {
-      return undefined;
+      // not in this layer
     }
   }
   return undefined;

@@ -7,6 +7,7 @@ import { Transform } from 'node:stream';
 import type { PassThrough, Readable } from 'node:stream';
 import { invalid, isErrno, notFound, systemError } from '../util/errors.ts';
 import { ensureDir } from '../util/fsutil.ts';
+import { drainOrClose } from '../util/drain.ts';
 
 export interface BlobInfo {
   digest: string;
@@ -156,17 +157,7 @@ export async function* teeIntoIngest(src: AsyncIterable<Buffer>, pass: PassThrou
       await ingest;
       throw systemError('layer blob writer stopped');
     }
-    if (!pass.write(chunk)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          pass.off('drain', done);
-          pass.off('close', done);
-          resolve();
-        };
-        pass.on('drain', done);
-        pass.on('close', done);
-      });
-    }
+    if (!pass.write(chunk)) await drainOrClose(pass);
     yield chunk;
   }
 }

@@ -120,7 +120,7 @@ export class LayerApplier {
     this.queue!.settle();
   }
 
-  /** `rel` is made of clean components (see cleanPath), so no path.join is needed. */
+  /** `rel` is made of clean components (see archivePathParts), so no path.join is needed. */
   private abs(rel: string): string {
     return rel === '' ? this.root : `${this.root}/${rel}`;
   }

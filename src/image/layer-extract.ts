@@ -18,6 +18,7 @@ import { lstat, mkdir, readFile } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { BerthError, invalid, systemError } from '../util/errors.ts';
 import { CONSUMER_DONE, createByteRing, RingWriter } from '../util/byte-ring.ts';
+import { asBuffer } from '../util/tar.ts';
 import type { ByteSource } from '../util/tar.ts';
 import type { ApplierOptions } from './layer-applier.ts';
 import { createFileQueue, markFileQueueDead } from './file-queue.ts';
@@ -132,7 +133,6 @@ class Pair {
 }
 
 const idle: Pair[] = [];
-let nextJob = 1;
 
 /**
  * The umask without changing it (process.umask() reads it by writing it).
@@ -145,10 +145,6 @@ async function currentUmask(): Promise<number | null> {
   } catch {
     return null;
   }
-}
-
-function asBytes(chunk: Buffer | Uint8Array | string): Uint8Array {
-  return typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
 }
 
 /** The worker's failure as the error the caller would have seen from the tar reader or the file system. */
@@ -182,7 +178,7 @@ export async function applyLayer(root: string, tar: ByteSource, opts: ApplyLayer
   const ring = createByteRing(RING_SIZE);
   const writer = new RingWriter(ring);
   const pair = idle.pop() ?? new Pair();
-  const reply = new Promise<ExtractReply | Error>((resolve) => pair.run({ job: nextJob++, ring, root, opts: applier }, resolve)).then((r) => {
+  const reply = new Promise<ExtractReply | Error>((resolve) => pair.run({ ring, root, opts: applier }, resolve)).then((r) => {
     // Threads that died never said they stopped reading: free a write waiting for room.
     writer.consumerGone();
     return r;
@@ -196,7 +192,7 @@ export async function applyLayer(root: string, tar: ByteSource, opts: ApplyLayer
   let feedError: { err: unknown } | null = null;
   try {
     for await (const chunk of tar as AsyncIterable<Buffer | Uint8Array | string>) {
-      if (await writer.write(asBytes(chunk))) continue;
+      if (await writer.write(asBuffer(chunk))) continue;
       // Once the tar has ended the rest is record padding, still read to the
       // end so a digest computed on the same stream sees every byte; after a
       // failure the source is left at once.

@@ -18,16 +18,15 @@ import { LayerApplier } from './layer-applier.ts';
 import type { ApplierOptions, EntryBody } from './layer-applier.ts';
 
 export interface ExtractJob {
-  job: number;
   ring: ByteRing;
   root: string;
   opts: ApplierOptions;
 }
 
 export type ExtractReply =
-  | { job: number; ok: true; size: number }
-  | { job: number; ok: false; aborted: true }
-  | { job: number; ok: false; aborted: false; kind: ErrorKind | null; message: string; code: string | null };
+  | { ok: true; size: number }
+  | { ok: false; aborted: true }
+  | { ok: false; aborted: false; kind: ErrorKind | null; message: string; code: string | null };
 
 /** A file's body: the ring's bytes, bounded by the entry's size. */
 class RingBody implements EntryBody {
@@ -112,7 +111,7 @@ function runJob(m: ExtractJob): ExtractReply {
   try {
     const size = extract(r, applier);
     r.stop(CONSUMER_DONE);
-    return { job: m.job, ok: true, size };
+    return { ok: true, size };
   } catch (err) {
     r.stop(CONSUMER_FAILED);
     try {
@@ -120,10 +119,9 @@ function runJob(m: ExtractJob): ExtractReply {
     } catch {
       // The caller removes the whole root anyway.
     }
-    if (err instanceof RingAborted) return { job: m.job, ok: false, aborted: true };
+    if (err instanceof RingAborted) return { ok: false, aborted: true };
     const e = err as { code?: unknown; message?: unknown };
     return {
-      job: m.job,
       ok: false,
       aborted: false,
       kind: err instanceof BerthError ? err.kind : null,

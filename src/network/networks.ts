@@ -20,7 +20,6 @@ import { ensureBridge, hostSubnets, linkExists, linksWithAlias, removeLink, setS
 import { Firewall } from './firewall.ts';
 import type { FirewallState } from './firewall.ts';
 import { Sandboxes } from './sandbox.ts';
-import { launcherFor } from '../runtime/launcher.ts';
 import type { Plumbing } from './sandbox.ts';
 import { DnsServer } from './dns.ts';
 import type { Upstream } from './dns.ts';
@@ -113,7 +112,7 @@ export class NetworkService {
     this.events = events;
     this.tag = daemonTag(cfg);
     this.store = new NetworkStore(cfg.dataRoot);
-    this.sandboxes = new Sandboxes(cfg.execRoot, cfg.nativeDir, launcherFor(cfg.nativeDir));
+    this.sandboxes = new Sandboxes(cfg.execRoot, cfg.nativeDir);
     this.firewall = new Firewall(this.tag);
   }
 
@@ -619,8 +618,7 @@ export class NetworkService {
   }
 
   /** Everything a container's network mode needs before its process starts. */
-  async setup(rec: ContainerRecord): Promise<NetworkSetup> {
-    const place = this.placement(rec);
+  async setup(rec: ContainerRecord, place = this.placement(rec)): Promise<NetworkSetup> {
     const mode = rec.HostConfig.NetworkMode;
     if (mode === 'host') {
       return { ...place, hosts: await readFile('/etc/hosts', 'utf8').catch(() => hostsFile(place.hostname)), resolv: this.hostResolv };
@@ -788,7 +786,7 @@ export class NetworkService {
       ns.SandboxID = '';
       ns.Ports = {};
     }
-    if (this.sandboxes.exists(rec.Id) || state) {
+    if (state || this.sandboxes.exists(rec.Id)) {
       const removed = this.sandboxes.destroy(rec.Id);
       if (opts.background) removed.catch((err) => log.warn('removing a network namespace failed', { id: rec.Id, error: errorMessage(err) }));
       else await removed;

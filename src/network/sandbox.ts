@@ -14,6 +14,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CommandError, ipBatch } from './cmd.ts';
+import { launcherFor } from '../runtime/launcher.ts';
 import type { NativeLauncher } from '../runtime/launcher.ts';
 import type { Endpoint, SandboxState } from './types.ts';
 import { writeFileAtomic } from '../util/fsutil.ts';
@@ -35,10 +36,10 @@ export class Sandboxes {
   /** Removals still running, by container ID: a new namespace for the same ID waits for them. */
   private readonly removing = new Map<string, Promise<void>>();
 
-  constructor(execRoot: string, nativeDir: string, launcher: NativeLauncher) {
+  constructor(execRoot: string, nativeDir: string) {
     this.dir = join(execRoot, 'netns');
     this.helper = join(nativeDir, 'berth-netns');
-    this.launcher = launcher;
+    this.launcher = launcherFor(nativeDir);
   }
 
   /** Run berth-netns; its one-line error becomes the exception's message. */

@@ -42,7 +42,7 @@ const MAX_META_SIZE = 1 << 20;
 const bad = (): BerthError => invalid('archive/tar: invalid tar header');
 const truncated = (): BerthError => invalid('archive/tar: unexpected EOF (truncated tar archive)');
 
-function asBuffer(chunk: Buffer | Uint8Array | string): Buffer {
+export function asBuffer(chunk: Buffer | Uint8Array | string): Buffer {
   if (Buffer.isBuffer(chunk)) return chunk;
   if (typeof chunk === 'string') return Buffer.from(chunk);
   return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);

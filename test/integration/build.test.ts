@@ -30,6 +30,11 @@ function ctx(name: string, files: Record<string, string>): string {
   return dir;
 }
 
+/** How many steps a build took from the cache. */
+function cached(r: RunResult): number {
+  return (r.stdout.match(/Using cache/g) ?? []).length;
+}
+
 function inspect(img: string, fmt: string): string {
   const r = d.docker(['image', 'inspect', '-f', fmt, img]);
   assert.equal(r.code, 0, r.stderr);
@@ -179,26 +184,26 @@ test('the cache: reused when nothing changed, invalidated by content and args, s
   assert.doesNotMatch(first.stdout, /Using cache/);
   const id1 = inspect('cached', '{{.Id}}');
   const second = dockerBuild(['-t', 'cached', dir]);
-  assert.equal((second.stdout.match(/Using cache/g) ?? []).length, 4);
+  assert.equal(cached(second), 4);
   assert.equal(inspect('cached', '{{.Id}}'), id1);
 
   await d.stop();
   await d.start();
   const third = d.berth(['build', '-t', 'cached', dir]);
   assert.equal(third.code, 0, third.stderr);
-  assert.equal((third.stdout.match(/Using cache/g) ?? []).length, 4);
+  assert.equal(cached(third), 4);
   assert.equal(inspect('cached', '{{.Id}}'), id1);
 
   // A build arg the RUN sees invalidates it.
   const arg = d.berth(['build', '--build-arg', 'V=2', '-t', 'cached', dir]);
   // (the ARG step itself is unchanged; what follows it sees another value)
-  assert.equal((arg.stdout.match(/Using cache/g) ?? []).length, 1, arg.stdout);
+  assert.equal(cached(arg), 1, arg.stdout);
   assert.equal(d.docker(['run', '--rm', 'cached']).stdout, '2 one\n');
 
   // Changed file content: the COPY and everything after it run again.
   writeFileSync(join(dir, 'f.txt'), 'two\n');
   const changed = d.berth(['build', '-t', 'cached', dir]);
-  assert.equal((changed.stdout.match(/Using cache/g) ?? []).length, 1, changed.stdout);
+  assert.equal(cached(changed), 1, changed.stdout);
   assert.match(changed.stdout, /Step 2\/5 : ARG V=1\n ---> Using cache/);
   assert.equal(d.docker(['run', '--rm', 'cached']).stdout, '1 two\n');
 
@@ -232,7 +237,6 @@ test('the context: cached across both CLIs, only what COPY takes counts, large f
   // Larger than what the daemon keeps in memory per file: read back from the context written out.
   writeFileSync(join(dir, 'app', 'big'), Buffer.alloc(300 << 10, 'x'));
   const df = join(dir, 'docker', 'Dockerfile');
-  const cached = (r: RunResult): number => (r.stdout.match(/Using cache/g) ?? []).length;
   const first = dockerBuild(['-f', df, '-t', 'ctxcache', dir]);
   assert.equal(first.code, 0, first.stderr);
   assert.equal(cached(first), 0);
@@ -280,7 +284,6 @@ test('the context: cached across both CLIs, only what COPY takes counts, large f
 test('COPY from a heredoc: cached while its text is the same, copied again when it changes', () => {
   const dockerfile = (who: string): string => ['FROM busybox', 'ARG WHO=world', 'COPY <<EOF /greeting', `hello \${WHO} from ${who}`, 'EOF', 'CMD ["cat", "/greeting"]', ''].join('\n');
   const dir = ctx('heredoc-cache', { Dockerfile: dockerfile('one') });
-  const cached = (r: RunResult): number => (r.stdout.match(/Using cache/g) ?? []).length;
   const first = d.berth(['build', '-t', 'heredoc-cache', dir]);
   assert.equal(first.code, 0, first.stderr);
   const id1 = inspect('heredoc-cache', '{{.Id}}');

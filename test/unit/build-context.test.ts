@@ -18,15 +18,11 @@ import { BuildContext } from '../../src/build/context.ts';
 import { DiskTree, findSources, hashSources } from '../../src/build/copy.ts';
 import type { SourceTree } from '../../src/build/copy.ts';
 import { DockerIgnore } from '../../src/build/dockerignore.ts';
-import { withTmpDir } from '../helpers/tmp.ts';
+import { collect, withTmpDir } from '../helpers/tmp.ts';
 
 type Entry = { header: TarHeaderInput; body?: TarBody };
 
-async function tarOf(entries: Entry[]): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of packTar(entries)) parts.push(c);
-  return Buffer.concat(parts);
-}
+const tarOf = (entries: Entry[]): Promise<Buffer> => collect(packTar(entries));
 
 /** Bytes as a request body gives them. */
 async function* bytes(...chunks: Buffer[]): AsyncGenerator<Buffer> {

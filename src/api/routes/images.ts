@@ -8,6 +8,7 @@ import { pullRoute } from './distribution.ts';
 import type { Engine } from '../../engine/engine.ts';
 import type { ImageInspect } from '../../engine/images.ts';
 import { invalid, systemError } from '../../util/errors.ts';
+import { drainOrClose } from '../../util/drain.ts';
 
 function isEmpty(v: unknown): boolean {
   if (v === undefined || v === null || v === '' || v === false) return true;
@@ -91,17 +92,7 @@ export async function sendTar(ctx: Ctx, source: AsyncIterable<Buffer>, headers: 
   try {
     let r = first;
     while (!r.done && !closed) {
-      if (!res.write(r.value)) {
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            res.off('drain', done);
-            res.off('close', done);
-            resolve();
-          };
-          res.on('drain', done);
-          res.on('close', done);
-        });
-      }
+      if (!res.write(r.value)) await drainOrClose(res);
       r = await it.next();
     }
     if (!closed) res.end();
