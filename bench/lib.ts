@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 
@@ -50,8 +50,24 @@ export class BenchBerthd {
   readonly bridge = `bt${createHash('sha1').update(this.dir).digest('hex').slice(0, 8)}`;
   private readonly pool = `10.${64 + (createHash('sha1').update(this.dir).digest()[4]! % 128)}.${(createHash('sha1').update(this.dir).digest()[5]! % 16) * 16}.0/21`;
   private proc?: ChildProcess;
+  /** The berth CLI's helper processes (native/berth-cli-helper.h) of this run: ended by stop(). */
+  readonly cliHelpers = join(this.dir, 'cli');
   get env(): NodeJS.ProcessEnv {
-    return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'dc') };
+    return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'dc'), BERTH_CLI_HELPER_DIR: this.cliHelpers };
+  }
+  /**
+   * Waits until the CLI's next helper is listening. A command ends before
+   * its successor has started; a benchmark waits for it, so that its
+   * start-up is not timed as part of whatever runs next (a user's next
+   * command comes seconds later, not microseconds).
+   */
+  waitForCliHelper(): void {
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      if (readdirSync(this.cliHelpers).some((f) => f.endsWith('.sock'))) return;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+    }
+    throw new Error('the berth CLI started no helper process');
   }
   async start(): Promise<void> {
     this.proc = spawn(join(ROOT, 'bin', 'berthd'), ['--data-root', join(this.dir, 'data'), '--exec-root', join(this.dir, 'exec'), '-H', `unix://${this.socket}`, '--cgroup-parent', `/${this.dir.split('/').pop()}`, '--bridge', this.bridge, '--default-address-pool', `base=${this.pool},size=24`], { stdio: 'ignore' });
@@ -94,8 +110,24 @@ export class BenchDockerd {
   static available(): boolean {
     return existsSync('/usr/sbin/dockerd') || existsSync('/usr/bin/dockerd');
   }
+  /** The berth CLI's helper processes (native/berth-cli-helper.h) of this run: ended by stop(). */
+  readonly cliHelpers = join(this.dir, 'cli');
   get env(): NodeJS.ProcessEnv {
-    return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'dc') };
+    return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'dc'), BERTH_CLI_HELPER_DIR: this.cliHelpers };
+  }
+  /**
+   * Waits until the CLI's next helper is listening. A command ends before
+   * its successor has started; a benchmark waits for it, so that its
+   * start-up is not timed as part of whatever runs next (a user's next
+   * command comes seconds later, not microseconds).
+   */
+  waitForCliHelper(): void {
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      if (readdirSync(this.cliHelpers).some((f) => f.endsWith('.sock'))) return;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+    }
+    throw new Error('the berth CLI started no helper process');
   }
   async start(extraArgs: string[] = []): Promise<void> {
     const exec = join(this.dir, 'exec');

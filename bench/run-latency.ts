@@ -13,7 +13,7 @@ const berth = new BenchBerthd();
 const floor = new RuncFloor();
 const dockerd = BenchDockerd.available() ? new BenchDockerd() : undefined;
 let dockerHangs = 0;
-const samples: Record<string, number[]> = { floor: [], berthCli: [], dockerCliOnBerthd: [], dockerEngine: [] };
+const samples: Record<string, number[]> = { floor: [], berthCli: [], berthCliFresh: [], dockerCliOnBerthd: [], dockerEngine: [] };
 
 try {
   process.stderr.write('starting berthd\n');
@@ -25,16 +25,26 @@ try {
   process.stderr.write('measuring\n');
   const berthBin = join(ROOT, 'bin', 'berth');
   const args = ['run', '--rm', 'busybox', 'true'];
+  // The berth CLI as it normally runs (its helper process waiting), and in a
+  // fresh Node process every time (no helper).
+  const berthCli = () => {
+    const t = timeMs(berthBin, args, berth.env);
+    berth.waitForCliHelper();
+    return t;
+  };
+  const fresh = { ...berth.env, BERTH_CLI_HELPER: 'off' };
   // Warm-up: page cache, compile cache, first-use costs.
   for (let i = 0; i < 3; i++) {
     floor.run();
-    timeMs(berthBin, args, berth.env);
+    berthCli();
+    timeMs(berthBin, args, fresh);
     timeMs('docker', args, berth.env);
     if (dockerd) try { timeMs('docker', args, dockerd.env, 20_000); } catch (err) { if (!(err instanceof Hung)) throw err; }
   }
   for (let i = 0; i < rounds; i++) {
     samples.floor!.push(floor.run());
-    samples.berthCli!.push(timeMs(berthBin, args, berth.env));
+    samples.berthCli!.push(berthCli());
+    samples.berthCliFresh!.push(timeMs(berthBin, args, fresh));
     samples.dockerCliOnBerthd!.push(timeMs('docker', args, berth.env));
     if (dockerd) {
       // Docker Engine here now and then loses a container's exit and hangs
@@ -62,6 +72,7 @@ const row = (name: string, xs: number[]) => {
 console.log(`run --rm busybox true, ${rounds} alternated rounds`);
 console.log(row('runc run (floor)', samples.floor!));
 console.log(row('berth CLI -> berthd', samples.berthCli!));
+console.log(row('berth CLI, no helper -> berthd', samples.berthCliFresh!));
 console.log(row('docker CLI -> berthd', samples.dockerCliOnBerthd!));
 console.log(row('docker CLI -> Docker Engine', samples.dockerEngine!));
 if (dockerHangs) console.log(`Docker Engine hung in ${dockerHangs} of ${rounds} rounds (killed after 20 s, not counted)`);

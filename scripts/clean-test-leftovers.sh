@@ -22,6 +22,7 @@ fi
 for d in "${dirs[@]}"; do
   pkill -9 -f "(berthd|daemon/main\.js).*$d" 2>/dev/null
   pkill -9 -f "berth-monitor.*$d" 2>/dev/null
+  pkill -9 -f -- "--cli-helper $d" 2>/dev/null
 done
 for d in "${dirs[@]}"; do
   for state in "$d"/exec/runtime/*/; do

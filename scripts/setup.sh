@@ -46,12 +46,19 @@ for prog in berth-monitor berth-launcher berth-sendfile berth-netns; do
     mv "native/build/$prog.tmp" "native/build/$prog"
   fi
 done
-# Loaded by the CLI to end its process without Node's teardown (src/cli/launch.ts).
-if [ ! -f native/build/berth-exit.so ] || [ native/berth-exit.c -nt native/build/berth-exit.so ]; then
-  echo "setup: building berth-exit.so"
-  gcc -O2 -Wall -Wextra -Werror -shared -fPIC -o native/build/berth-exit.so.tmp native/berth-exit.c
-  mv native/build/berth-exit.so.tmp native/build/berth-exit.so
-fi
+# The berth command (berth-cli) and the hooks its Node process loads: the
+# helper's wait for a command and the quick exit (src/cli/launch.ts). They
+# share native/berth-cli-helper.h.
+for prog in berth-cli berth-cli-serve.so berth-exit.so; do
+  src=native/${prog%.so}.c
+  if [ ! -f "native/build/$prog" ] || [ "$src" -nt "native/build/$prog" ] || [ native/berth-cli-helper.h -nt "native/build/$prog" ]; then
+    echo "setup: building $prog"
+    # -z nodelete: see berth-cli-serve.c (its thread outlives Node's dlclose).
+    case $prog in *.so) shared=(-shared -fPIC -pthread -Wl,-z,nodelete) ;; *) shared=() ;; esac
+    gcc -O2 -Wall -Wextra -Werror "${shared[@]}" -o "native/build/$prog.tmp" "$src"
+    mv "native/build/$prog.tmp" "native/build/$prog"
+  fi
+done
 
 # TypeScript → JavaScript for the daemon and CLI (Node strips types too, but
 # precompiled code starts faster, which `berth run` feels).

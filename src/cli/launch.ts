@@ -12,7 +12,7 @@
  * different code, and is written only when there is none or V8 refuses it
  * (another Node), so a normal run only reads it.
  */
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
@@ -21,6 +21,22 @@ import { Script } from 'node:vm';
 const dist = dirname(process.argv[1]!);
 const bundlePath = join(dist, 'berth-cli.cjs');
 const cacheDir = join(dist, '..', '.cache', 'cli-code');
+const nativeBuild = join(dist, '..', 'native', 'build');
+const bundleRequire = createRequire(bundlePath);
+
+/**
+ * Loads one of the CLI's native hooks for what its constructor does (they
+ * are not Node addons, so Node's complaint after loading is expected);
+ * false when the file is not there.
+ */
+function runNative(name: string): boolean {
+  try {
+    process.dlopen({ exports: {} }, join(nativeBuild, name));
+  } catch (err) {
+    return !/cannot open shared object/.test((err as Error).message);
+  }
+  return true;
+}
 
 /** The command's cache name: its first word, when that is a plain one. */
 function cacheKey(argv: string[]): string {
@@ -36,9 +52,10 @@ function readOrUndefined(path: string): Buffer | undefined {
   }
 }
 
-function runBundle(): void {
-  // ASCII by construction (scripts/bundle-cli.ts checks): latin1 is exact and cheapest.
-  const source = readFileSync(bundlePath, 'latin1');
+// ASCII by construction (scripts/bundle-cli.ts checks): latin1 is exact and cheapest.
+const readBundle = () => readFileSync(bundlePath, 'latin1');
+
+function runBundle(source: string): void {
   // V8 checks a cache against the source's length only; the bundle's
   // modification time in the name keeps a rebuilt bundle from old code.
   const cachePath = join(cacheDir, `${cacheKey(process.argv.slice(2))}-${Math.floor(statSync(bundlePath).mtimeMs)}.v8`);
@@ -59,7 +76,38 @@ function runBundle(): void {
   }
   const module = { exports: {} };
   const run = script.runInThisContext() as (e: object, r: NodeJS.Require, m: object, f: string, d: string) => void;
-  run(module.exports, createRequire(bundlePath), module, bundlePath, dist);
+  run(module.exports, bundleRequire, module, bundlePath, dist);
+}
+
+/**
+ * The helper process (native/berth-cli-helper.h): started ahead of time by
+ * the previous command, it does what every command needs before one
+ * arrives, then waits in berth-cli-serve.so, which returns with the caller's
+ * stdio, working directory, umask and environment in place of its own and
+ * the arguments in a memfd. Returns the bundle's source, or undefined when
+ * this process is an ordinary command.
+ */
+function takeCommand(): string | undefined {
+  if (process.env.BERTH_CLI_SERVE !== '1' || process.argv[2] !== '--cli-helper') return undefined;
+  const source = readBundle();
+  // The modules every command loads, so that nobody waits for them.
+  for (const m of ['node:net', 'node:stream', 'node:string_decoder', 'node:crypto']) bundleRequire(m);
+  runNative('berth-cli-serve.so');
+  const fd = Number(process.env.BERTH_CLI_ARGV_FD);
+  // Without a command the hook has already ended the process; this is a
+  // helper started by hand or without the hook.
+  if (!Number.isInteger(fd)) process.exit(0);
+  const args = readFileSync(fd, 'utf8').split('\0').slice(0, -1);
+  closeSync(fd);
+  delete process.env.BERTH_CLI_ARGV_FD;
+  process.argv.splice(2, Infinity, ...args);
+  // Node keeps the working directory it saw at start-up; this makes it look again.
+  process.chdir('.');
+  // Dates follow TZ only when it is set through process.env.
+  const tz = process.env.TZ;
+  if (tz === undefined) delete process.env.TZ;
+  else process.env.TZ = tz;
+  return source;
 }
 
 /**
@@ -74,18 +122,22 @@ function runBundle(): void {
  */
 function exitQuickly(): void {
   if (process.execArgv.length > 0 || process.env.NODE_OPTIONS || process.env.NODE_V8_COVERAGE) return;
-  const helper = join(dist, '..', 'native', 'build', 'berth-exit.so');
-  (globalThis as Record<symbol, unknown>)[Symbol.for('berth.finish')] = (code: number) => {
-    process.emit('exit', code);
-    process.env.BERTH_EXIT_STATUS = String(code);
-    try {
-      process.dlopen({ exports: {} }, helper);
-    } catch {
-      // no helper: the usual exit (the 'exit' listeners ran once: they are `once`)
-    }
-    process.exit(code);
+  // process.exit() emits 'exit', then calls reallyExit: that is where the hook goes in.
+  const proc = process as unknown as { reallyExit(code?: number): never };
+  const reallyExit = proc.reallyExit.bind(process);
+  proc.reallyExit = (code?: number) => {
+    process.env.BERTH_EXIT_STATUS = String(code ?? 0);
+    runNative('berth-exit.so');
+    return reallyExit(code);
   };
+  (globalThis as Record<symbol, unknown>)[Symbol.for('berth.finish')] = (code: number) => process.exit(code);
+  // An error nobody caught ends the command as a failed one, through the same exit.
+  process.on('uncaughtException', (err) => {
+    process.stderr.write(`berth: ${err?.stack ?? String(err)}\n`);
+    process.exit(1);
+  });
 }
 
+const source = takeCommand() ?? readBundle();
 exitQuickly();
-runBundle();
+runBundle(source);

@@ -152,7 +152,8 @@ export function killMonitors(dir: string): void {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (cmd.includes(dir) && (cmd.includes('berth-monitor') || cmd.includes('runc'))) process.kill(Number(pid), 'SIGKILL');
+      // Monitors, runtimes and the berth CLI's helper processes of this directory.
+      if (cmd.includes(dir) && (cmd.includes('berth-monitor') || cmd.includes('runc') || cmd.includes('--cli-helper'))) process.kill(Number(pid), 'SIGKILL');
     } catch {
       // gone
     }

@@ -15,7 +15,7 @@ export class Tmux {
   constructor(name: string, env: NodeJS.ProcessEnv, cwd: string, size: { w: number; h: number } = { w: 120, h: 40 }) {
     this.name = name;
     // Passed on the command line: tmux replaces PATH from its own environment.
-    const vars = Object.entries(env).filter(([k]) => /^(DOCKER_HOST|BERTH_HOST|DOCKER_CONFIG|PATH)$/.test(k)).map(([k, v]) => `${k}=${shellQuote(v ?? '')}`);
+    const vars = Object.entries(env).filter(([k]) => /^(DOCKER_HOST|BERTH_HOST|DOCKER_CONFIG|BERTH_CLI_HELPER_DIR|PATH)$/.test(k)).map(([k, v]) => `${k}=${shellQuote(v ?? '')}`);
     this.tmux(['new-session', '-d', '-x', String(size.w), '-y', String(size.h), '-c', cwd, `env ${vars.join(' ')} PS1='PROMPT$ ' bash --norc --noprofile`]);
     this.tmux(['set-option', '-g', 'history-limit', '5000']);
   }

@@ -1,0 +1,253 @@
+/*
+ * berth-cli: the berth command (bin/berth runs it). It hands the command to
+ * a waiting helper process when there is one (see berth-cli-helper.h), and
+ * otherwise runs the CLI in a fresh Node process, exactly as the helper
+ * would have.
+ *
+ * With a helper, this process stays the caller's: it forwards the signals
+ * it gets (Ctrl-C, a terminal resize, kill) to the helper, waits for the
+ * exit status, puts the terminal and the stdio flags back as they were, and
+ * exits with that status. If the helper dies of a signal this process had
+ * forwarded, it dies of the same signal.
+ */
+#include "berth-cli-helper.h"
+#include <signal.h>
+#include <termios.h>
+
+static pid_t helper_pid;
+static volatile sig_atomic_t fatal_signal;
+
+/* Signals the helper gets in place of this process. */
+static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGCONT, SIGTSTP };
+
+static void forward(int sig)
+{
+	int saved = errno;
+	if (sig == SIGTSTP) {
+		/* Ctrl-Z: the helper stops, and so does this process, like any job.
+		 * The helper is in a session of its own, an orphaned process group
+		 * that the kernel does not stop for SIGTSTP: it gets SIGSTOP. */
+		kill(helper_pid, SIGSTOP);
+		raise(SIGSTOP);
+	} else {
+		kill(helper_pid, sig);
+		if (sig != SIGWINCH && sig != SIGCONT)
+			fatal_signal = sig;
+	}
+	errno = saved;
+}
+
+/* The caller's stdio as it was: a command may leave O_NONBLOCK on a shared
+ * pipe, or a terminal in raw mode, if it ends abnormally. */
+struct stdio_state {
+	int flags[3];
+	int is_tty[3];
+	struct termios tio[3];
+};
+
+static void stdio_save(struct stdio_state *s)
+{
+	for (int i = 0; i < 3; i++) {
+		s->flags[i] = fcntl(i, F_GETFL);
+		s->is_tty[i] = tcgetattr(i, &s->tio[i]) == 0;
+	}
+}
+
+static void stdio_restore(const struct stdio_state *s)
+{
+	sigset_t ttou, old;
+	sigemptyset(&ttou);
+	sigaddset(&ttou, SIGTTOU);
+	/* A background job may not set its terminal: only what changed is set,
+	 * and SIGTTOU is held so that it cannot stop this process. */
+	sigprocmask(SIG_BLOCK, &ttou, &old);
+	for (int i = 0; i < 3; i++) {
+		struct termios now;
+		if (s->is_tty[i] && tcgetattr(i, &now) == 0 && memcmp(&now, &s->tio[i], sizeof now) != 0)
+			tcsetattr(i, TCSANOW, &s->tio[i]);
+		if (s->flags[i] >= 0 && fcntl(i, F_GETFL) != s->flags[i])
+			fcntl(i, F_SETFL, s->flags[i]);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* The request: length, argc, arguments, envc, environment, umask (native/PROTOCOL.md). */
+static char *request(int argc, char **argv, size_t *len)
+{
+	extern char **environ;
+	size_t n = 16;
+	uint32_t count = 0;
+	for (int i = 1; i < argc; i++)
+		n += strlen(argv[i]) + 1;
+	for (char **e = environ; *e; e++, count++)
+		n += strlen(*e) + 1;
+	char *buf = malloc(n), *p = buf;
+	if (!buf)
+		return NULL;
+	uint32_t word = (uint32_t)(n - 4);
+	memcpy(p, &word, 4), p += 4;
+	word = (uint32_t)(argc - 1);
+	memcpy(p, &word, 4), p += 4;
+	for (int i = 1; i < argc; i++)
+		p = stpcpy(p, argv[i]) + 1;
+	memcpy(p, &count, 4), p += 4;
+	for (char **e = environ; *e; e++)
+		p = stpcpy(p, *e) + 1;
+	mode_t mask = umask(0);
+	umask(mask);
+	word = mask;
+	memcpy(p, &word, 4);
+	*len = n;
+	return buf;
+}
+
+static int send_request(int sock, int argc, char **argv)
+{
+	size_t len = 0;
+	char *buf = request(argc, argv, &len);
+	int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int fds[4] = { 0, 1, 2, cwd };
+	union {
+		char buf[CMSG_SPACE(sizeof fds)];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { buf, len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	int ok = buf && cwd >= 0;
+
+	if (ok) {
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof fds);
+		memcpy(CMSG_DATA(c), fds, sizeof fds);
+		ssize_t sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
+		ok = sent > 0;
+		for (size_t off = ok ? (size_t)sent : len; off < len;) {
+			ssize_t w = send(sock, buf + off, len - off, MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				ok = 0;
+				break;
+			}
+			off += (size_t)w;
+		}
+	}
+	free(buf);
+	if (cwd >= 0)
+		close(cwd);
+	return ok ? 0 : -1;
+}
+
+static ssize_t read_full(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+/* Run the command in the helper. Returns -1 when no helper took it (nothing
+ * has happened yet: the caller runs it itself), else the exit status. */
+static int run_in_helper(const struct helper_paths *p, int argc, char **argv)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct ucred cred;
+	socklen_t credlen = sizeof cred;
+	struct stdio_state saved;
+	unsigned char msg[2];
+
+	/* Closed stdio cannot be handed over; the fresh process deals with it. */
+	for (int i = 0; i < 3; i++)
+		if (fcntl(i, F_GETFD) < 0)
+			return -1;
+	/* A job started in the background on its terminal is stopped if it
+	 * reads it (SIGTTIN); the helper, outside the terminal's session, would
+	 * not be. Such a command runs in a fresh process. */
+	pid_t fg = tcgetpgrp(0);
+	if (fg >= 0 && fg != getpgrp())
+		return -1;
+	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		return -1;
+	memcpy(addr.sun_path, p->sock, sizeof addr.sun_path);
+	if (connect(sock, (struct sockaddr *)&addr, sizeof addr) < 0 ||
+	    getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) < 0 || cred.uid != getuid() ||
+	    send_request(sock, argc, argv) < 0) {
+		close(sock);
+		return -1;
+	}
+	stdio_save(&saved);
+	helper_pid = cred.pid;
+	/* Held until the handlers are in place: a signal from now on is the helper's. */
+	sigset_t all, old;
+	sigemptyset(&all);
+	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+		sigaddset(&all, forwarded[i]);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	if (read_full(sock, msg, 1) != 1 || msg[0] != HELPER_ACCEPTED) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		close(sock);
+		return -1;
+	}
+	struct sigaction sa = { .sa_handler = forward, .sa_flags = SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+		sigaction(forwarded[i], &sa, NULL);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+
+	ssize_t got = read_full(sock, msg, 2);
+	stdio_restore(&saved);
+	if (got == 2 && msg[0] == HELPER_STATUS)
+		return msg[1];
+	if (fatal_signal) {
+		/* The helper died of the signal it was given: so does the caller. */
+		signal(fatal_signal, SIG_DFL);
+		raise(fatal_signal);
+	}
+	fprintf(stderr, "berth: the CLI's helper process ended before the command did\n");
+	return 125;
+}
+
+int main(int argc, char **argv)
+{
+	char exe[PATH_MAX], checkout[PATH_MAX], node[PATH_MAX], launch[PATH_MAX];
+	struct helper_paths paths;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+	if (n < 0) {
+		perror("berth: /proc/self/exe");
+		return 125;
+	}
+	exe[n] = 0;
+	/* CHECKOUT/native/build/berth-cli */
+	if (helper_strip(exe, 3, checkout, sizeof checkout) < 0) {
+		fprintf(stderr, "berth: cannot place %s in a checkout\n", exe);
+		return 125;
+	}
+	if (helper_wanted() && helper_paths(checkout, &paths) == 0) {
+		int status = run_in_helper(&paths, argc, argv);
+		if (status >= 0)
+			return status;
+	}
+	if (snprintf(node, sizeof node, "%s/node_modules/.bin/node", checkout) >= (int)sizeof node ||
+	    snprintf(launch, sizeof launch, "%s/dist/berth.cjs", checkout) >= (int)sizeof launch)
+		return 125;
+	char **args = calloc((size_t)argc + 2, sizeof *args);
+	if (!args)
+		return 125;
+	args[0] = node;
+	args[1] = launch;
+	for (int i = 1; i < argc; i++)
+		args[i + 1] = argv[i];
+	execv(node, args);
+	fprintf(stderr, "berth: cannot run %s: %s\n", node, strerror(errno));
+	return 125;
+}
