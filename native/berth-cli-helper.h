@@ -14,9 +14,13 @@
  *
  * A helper is only ever shared by callers that would have run the same
  * thing in the same world: the socket's name is a hash of the user and
- * groups, the namespaces, the root directory, and the files of this
- * checkout that make up the CLI. The directory holding it is the caller's
- * own (mode 0700, checked), and both ends check the other's uid.
+ * groups, the namespaces, the root directory, the cgroup, resource limits,
+ * priority, CPU affinity, capabilities and seccomp state, the environment
+ * Node reads only as it starts, and the files of this checkout that make up
+ * the CLI. The directory holding it is the caller's own (mode 0700,
+ * checked); both ends check that the other has their uid, namespaces, root
+ * and privileges (helper_same_world), so a same-uid process in a sandbox
+ * can neither use a helper nor pose as one.
  */
 #ifndef BERTH_CLI_HELPER_H
 #define BERTH_CLI_HELPER_H
@@ -29,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -55,7 +61,7 @@ struct helper_paths {
 /* Files of the checkout a helper is made of: a change to any retires it. */
 static const char *const helper_files[] = {
 	"node_modules/.bin/node", "dist/berth.cjs", "dist/berth-cli.cjs",
-	"native/build/berth-cli", "native/build/berth-cli-serve.so", "native/build/berth-exit.so",
+	"native/build/berth-cli", "native/build/berth-cli-watch", "native/build/berth-cli-serve.so", "native/build/berth-exit.so",
 };
 
 /* Whether this environment may use a helper (BERTH_CLI_HELPER=off, or Node
@@ -99,6 +105,36 @@ static inline void fnv_stat(uint64_t *h, const struct stat *st)
 	fnv(h, &st->st_mtim, sizeof st->st_mtim);
 }
 
+/* A small file's contents (up to n - 1 bytes, NUL-terminated): its length, or -1. */
+static inline ssize_t helper_read(const char *path, char *buf, size_t n)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t got = 0;
+	ssize_t r = 0;
+
+	if (fd < 0)
+		return -1;
+	while (got < n - 1 && (r = read(fd, buf + got, n - 1 - got)) > 0)
+		got += (size_t)r;
+	close(fd);
+	buf[got] = 0;
+	return r < 0 ? -1 : (ssize_t)got;
+}
+
+/* Hashes the privilege lines of a /proc/PID/status text. */
+static inline void helper_privileges(uint64_t *h, const char *status)
+{
+	static const char *const keys[] = { "\nCapInh:", "\nCapPrm:", "\nCapEff:", "\nCapBnd:", "\nCapAmb:", "\nNoNewPrivs:", "\nSeccomp:" };
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		const char *line = strstr(status, keys[i]);
+		const char *end = line ? strchr(line + 1, '\n') : NULL;
+		if (line)
+			fnv(h, line, end ? (size_t)(end - line) : strlen(line));
+		else
+			fnv(h, keys[i], 1);
+	}
+}
+
 /* The hash of everything that must match for a helper to serve a caller. */
 static inline int helper_key(const char *checkout, uint64_t *key)
 {
@@ -129,8 +165,115 @@ static inline int helper_key(const char *checkout, uint64_t *key)
 			return -1;
 		fnv_stat(&h, &st);
 	}
+	/* What a process inherits and a helper cannot take over per command. */
+	char buf[4096];
+	ssize_t n = helper_read("/proc/self/cgroup", buf, sizeof buf);
+	if (n < 0)
+		return -1;
+	fnv(&h, buf, (size_t)n);
+	n = helper_read("/proc/self/status", buf, sizeof buf);
+	if (n < 0)
+		return -1;
+	helper_privileges(&h, buf);
+	for (int r = 0; r < RLIM_NLIMITS; r++) {
+		struct rlimit lim;
+		if (getrlimit(r, &lim) == 0)
+			fnv(&h, &lim, sizeof lim);
+	}
+	errno = 0;
+	int nice = getpriority(PRIO_PROCESS, 0);
+	fnv(&h, &nice, sizeof nice);
+	cpu_set_t cpus;
+	if (sched_getaffinity(0, sizeof cpus, &cpus) == 0)
+		fnv(&h, &cpus, sizeof cpus);
+	/* The environment Node and OpenSSL read once, as the process starts,
+	 * in any order (a sum of the entries' hashes). */
+	extern char **environ;
+	static const char *const startup_env[] = { "NODE_", "OPENSSL_", "SSL_CERT_", "UV_", "LANG=", "LC_" };
+	uint64_t env_sum = 0;
+	for (char **e = environ; *e; e++)
+		for (size_t i = 0; i < sizeof startup_env / sizeof startup_env[0]; i++)
+			if (!strncmp(*e, startup_env[i], strlen(startup_env[i]))) {
+				uint64_t one = 0xcbf29ce484222325ULL;
+				fnv(&one, *e, strlen(*e));
+				env_sum += one;
+			}
+	fnv(&h, &env_sum, sizeof env_sum);
 	*key = h;
 	return 0;
+}
+
+/*
+ * Whether process `pid` (the other end of a helper's socket) lives in this
+ * process's world: the same namespaces, root directory, capabilities,
+ * no_new_privs and seccomp mode. The uid is checked by the caller
+ * (SO_PEERCRED). 1 when it does.
+ */
+static inline int helper_same_world(pid_t pid)
+{
+	static const char *const ns[] = { "mnt", "net", "pid", "user", "ipc", "uts", "cgroup", "root" };
+	char mine[64], theirs[64], buf[4096];
+	struct stat a, b;
+	uint64_t ha = 0, hb = 0;
+
+	if (pid <= 0)
+		return 0;
+	for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+		int root = !strcmp(ns[i], "root");
+		snprintf(mine, sizeof mine, root ? "/proc/self/%s" : "/proc/self/ns/%s", ns[i]);
+		snprintf(theirs, sizeof theirs, root ? "/proc/%d/%s" : "/proc/%d/ns/%s", (int)pid, ns[i]);
+		int ok_a = stat(mine, &a) == 0, ok_b = stat(theirs, &b) == 0;
+		if (ok_a != ok_b || (ok_a && (a.st_dev != b.st_dev || a.st_ino != b.st_ino)))
+			return 0;
+	}
+	snprintf(theirs, sizeof theirs, "/proc/%d/status", (int)pid);
+	ssize_t n = helper_read("/proc/self/status", buf, sizeof buf);
+	if (n < 0)
+		return 0;
+	helper_privileges(&ha, buf);
+	if (helper_read(theirs, buf, sizeof buf) < 0)
+		return 0;
+	helper_privileges(&hb, buf);
+	return ha == hb;
+}
+
+/* Takes the slot's lock file (see helper_spawn and berth-cli-serve.c):
+ * the descriptor when this process now holds it, else -1. A lock file
+ * removed and made again meanwhile is the wrong one: tried again. */
+static inline int helper_lock(const char *path)
+{
+	for (int tries = 0; tries < 5; tries++) {
+		struct stat held, now;
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -1;
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			close(fd);
+			return -1;
+		}
+		if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_ino == now.st_ino && held.st_dev == now.st_dev)
+			return fd;
+		close(fd);
+	}
+	return -1;
+}
+
+/* Closes every descriptor from `from` up, but `keep` (-1: none). */
+static inline void helper_close_from(int from, int keep)
+{
+	if (keep < from) {
+		if (syscall(SYS_close_range, from, ~0U, 0) == 0)
+			return;
+	} else if ((keep == from || syscall(SYS_close_range, from, keep - 1, 0) == 0) &&
+		   syscall(SYS_close_range, keep + 1, ~0U, 0) == 0) {
+		return;
+	}
+	/* Kernels before 5.9: one by one. */
+	struct rlimit lim;
+	int max = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < 65536 ? (int)lim.rlim_cur : 65536;
+	for (int fd = from; fd < max; fd++)
+		if (fd != keep)
+			close(fd);
 }
 
 /* The caller's helper directory, made if missing; refused unless it is a
@@ -142,12 +285,12 @@ static inline int helper_dir(char *out, size_t n)
 	int len;
 
 	if (d && *d)
-		len = snprintf(out, n, "%s", d);
+		len = d[0] == '/' ? snprintf(out, n, "%s", d) : -1; /* relative: means another place to the helper */
 	else if (x && x[0] == '/')
 		len = snprintf(out, n, "%s/berth-cli", x);
 	else
 		len = snprintf(out, n, "/tmp/berth-cli-%u", (unsigned)getuid());
-	if (len >= (int)n)
+	if (len < 0 || len >= (int)n)
 		return -1;
 	if (mkdir(out, 0700) < 0 && errno != EEXIST)
 		return -1;
@@ -180,21 +323,20 @@ static inline int helper_paths(const char *checkout, struct helper_paths *p)
  * The forks are raw system calls: the process's fork handlers (Node's
  * among them) are not for a child that only execs.
  */
-static inline void helper_spawn(const struct helper_paths *p, const char *node)
+static inline void helper_spawn(const struct helper_paths *p)
 {
-	char launch[PATH_MAX];
-	int fd = open(p->lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	char node[PATH_MAX], launch[PATH_MAX];
+	int fd = helper_lock(p->lock);
 
+	/* Held: a helper is alive or starting. (Released at once: the new
+	 * helper takes it itself; two starting together settle it there.) */
 	if (fd < 0)
 		return;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		close(fd);
-		return;
-	}
 	close(fd);
-	if (snprintf(launch, sizeof launch, "%s/dist/berth.cjs", p->checkout) >= (int)sizeof launch)
+	if (snprintf(node, sizeof node, "%s/node_modules/.bin/node", p->checkout) >= (int)sizeof node ||
+	    snprintf(launch, sizeof launch, "%s/dist/berth.cjs", p->checkout) >= (int)sizeof launch)
 		return;
-	char *const argv[] = { (char *)node, launch, (char *)"--cli-helper", (char *)p->dir, NULL };
+	char *const argv[] = { node, launch, (char *)"--cli-helper", (char *)p->dir, NULL };
 	if (setenv("BERTH_CLI_SERVE", "1", 1) < 0)
 		return;
 	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
@@ -208,7 +350,7 @@ static inline void helper_spawn(const struct helper_paths *p, const char *node)
 		dup2(null, 0);
 		dup2(null, 1);
 		dup2(null, 2);
-		syscall(SYS_close_range, 3, ~0U, 0);
+		helper_close_from(3, -1);
 		execv(node, argv);
 		_exit(127);
 	}

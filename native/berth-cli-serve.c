@@ -5,16 +5,17 @@
  * a command arrives, then makes this process the caller's:
  *
  *   - the caller's stdin, stdout and stderr become fds 0, 1 and 2;
- *   - its working directory, umask and environment replace this process's;
+ *   - its working directory, umask and environment (exactly: order and
+ *     duplicates kept) replace this process's;
  *   - BERTH_CLI_ARGV_FD names a memfd with the arguments, NUL-separated;
  *   - BERTH_CLI_STATUS_FD names the connection, where berth-exit.so writes
- *     the exit status;
- *   - a thread watches the connection: if the client is gone before the
- *     status (killed with SIGKILL, which it cannot pass on), this process
- *     is killed the same way, as a fresh process running the command would
- *     have been. berth-exit.so stands it down first, through the eventfd
- *     named by BERTH_CLI_DISARM_FD. (Linked with -z nodelete: Node unloads
- *     a library that is not an addon, and the thread runs in this one.)
+ *     the exit status (or, for an exit that does not go through it, the
+ *     exit handler registered here);
+ *   - BERTH_CLI_DISARM_FD names the pair to berth-cli-watch, started with
+ *     the helper, which now watches the connection: if the client is gone
+ *     before the status (killed with SIGKILL, which it cannot pass on),
+ *     this process is killed the same way, as a fresh process running the
+ *     command would have been. berth-exit.so stands it down first.
  *
  * and returns, for the CLI to run. Only with BERTH_CLI_SERVE=1 in the
  * environment does loading do anything. A helper that waits longer than
@@ -24,10 +25,12 @@
 #include "berth-cli-helper.h"
 #include <dlfcn.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <time.h>
+
+/* Longest a client may take to send its request. */
+#define REQUEST_MS 2000
 
 struct request {
 	int fds[4]; /* stdin, stdout, stderr, working directory */
@@ -42,39 +45,64 @@ static void close_fds(struct request *r)
 			close(r->fds[i]);
 }
 
-/* Reads one whole request within two seconds; 0 when it is complete and well formed. */
+static long now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000L + t.tv_nsec / 1000000;
+}
+
+/* Receives into buf[0..n) before the deadline; descriptors that come with
+ * the first bytes go to r->fds (any others are closed). 0 when complete. */
+static int receive(int conn, char *buf, size_t n, struct request *r, long deadline)
+{
+	size_t got = 0;
+	while (got < n) {
+		long left = deadline - now_ms();
+		struct pollfd pfd = { conn, POLLIN, 0 };
+		if (left <= 0 || poll(&pfd, 1, (int)left) != 1)
+			return -1;
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * 8)];
+			struct cmsghdr align;
+		} control;
+		struct iovec iov = { buf + got, n - got };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf };
+		ssize_t k = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (k < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); k >= 0 && c; c = CMSG_NXTHDR(&msg, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			int fds[8];
+			memcpy(fds, CMSG_DATA(c), count * sizeof(int));
+			for (size_t i = 0; i < count; i++) {
+				if (got == 0 && count == 4 && r->fds[i] < 0)
+					r->fds[i] = fds[i];
+				else
+					close(fds[i]);
+			}
+		}
+		if (k <= 0 || (msg.msg_flags & MSG_CTRUNC))
+			return -1;
+		got += (size_t)k;
+	}
+	return 0;
+}
+
+/* Reads one whole request within REQUEST_MS; 0 when it is complete and carries the four descriptors. */
 static int read_request(int conn, struct request *r)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof r->fds)];
-		struct cmsghdr align;
-	} control;
+	long deadline = now_ms() + REQUEST_MS;
 	uint32_t len;
-	struct iovec iov = { &len, sizeof len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf };
-	struct pollfd pfd = { conn, POLLIN, 0 };
 
-	for (int i = 0; i < 4; i++)
-		r->fds[i] = -1;
-	r->data = NULL;
-	if (poll(&pfd, 1, 2000) != 1 || recvmsg(conn, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL) != sizeof len)
+	if (receive(conn, (char *)&len, sizeof len, r, deadline) < 0 || r->fds[3] < 0)
 		return -1;
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof r->fds))
-		return -1;
-	memcpy(r->fds, CMSG_DATA(c), sizeof r->fds);
 	if (len < 12 || len > 64u << 20 || !(r->data = malloc(len)))
 		return -1;
-	for (size_t got = 0; got < len;) {
-		if (poll(&pfd, 1, 2000) != 1)
-			return -1;
-		ssize_t n = read(conn, r->data + got, len - got);
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
 	r->len = len;
-	return 0;
+	return receive(conn, r->data, len, r, deadline);
 }
 
 /* The strings of one counted list in the request, from *pos; -1 when it overruns. */
@@ -93,91 +121,117 @@ static int walk_strings(const struct request *r, size_t *pos, uint32_t *count)
 	return 0;
 }
 
+static int status_fd = -1, watch_fd = -1;
+
+/* A command that ends through a plain exit() (not berth-exit.so, which
+ * _exits) still reports its status. */
+static void report_exit(int status, void *unused)
+{
+	(void)unused;
+	unsigned char msg[2] = { HELPER_STATUS, (unsigned char)status };
+	if (watch_fd >= 0)
+		(void)!write(watch_fd, "D", 1);
+	if (status_fd >= 0)
+		(void)!write(status_fd, msg, 2);
+}
+
 /* Makes this process the caller's (see the top); -1 leaves it untouched. */
 static int adopt(struct request *r, int conn)
 {
-	size_t pos = 0, argv_at, env_at;
+	static char argv_var[64], status_var[64], disarm_var[64];
+	size_t pos = 0, argv_at = 4, env_at;
 	uint32_t argc, envc, mask;
 
-	argv_at = 4;
 	if (walk_strings(r, &pos, &argc) < 0)
 		return -1;
 	env_at = pos + 4;
 	if (walk_strings(r, &pos, &envc) < 0 || pos + 4 != r->len)
 		return -1;
 	memcpy(&mask, r->data + pos, 4);
-
 	int argfd = memfd_create("berth-argv", MFD_CLOEXEC);
 	size_t arglen = env_at - 4 - argv_at;
-	if (argfd < 0 || write(argfd, r->data + argv_at, arglen) != (ssize_t)arglen || lseek(argfd, 0, SEEK_SET) != 0) {
+	/* The helper's three variables first (getenv finds the first of a
+	 * name), then the caller's environment exactly as it is. Its strings
+	 * stay where they are: the request's buffer is never freed. */
+	char **env = calloc((size_t)envc + 4, sizeof *env);
+	if (argfd < 0 || !env || write(argfd, r->data + argv_at, arglen) != (ssize_t)arglen || lseek(argfd, 0, SEEK_SET) != 0 ||
+	    fchdir(r->fds[3]) < 0) {
 		if (argfd >= 0)
 			close(argfd);
+		free(env);
 		return -1;
 	}
-	if (fchdir(r->fds[3]) < 0) {
-		close(argfd);
-		return -1;
-	}
+	snprintf(argv_var, sizeof argv_var, "BERTH_CLI_ARGV_FD=%d", argfd);
+	snprintf(status_var, sizeof status_var, "BERTH_CLI_STATUS_FD=%d", conn);
+	snprintf(disarm_var, sizeof disarm_var, "BERTH_CLI_DISARM_FD=%d", watch_fd);
+	env[0] = argv_var;
+	env[1] = status_var;
+	env[2] = disarm_var;
+	char *s = r->data + env_at;
+	for (uint32_t i = 0; i < envc; i++, s += strlen(s) + 1)
+		env[3 + i] = s;
 	for (int i = 0; i < 3; i++)
 		dup2(r->fds[i], i);
 	close_fds(r);
 	umask(mask);
-	clearenv();
-	char *s = r->data + env_at;
-	for (uint32_t i = 0; i < envc; i++) {
-		size_t n = strlen(s);
-		/* putenv keeps the pointer: the request's buffer is never freed. */
-		if (strchr(s, '='))
-			putenv(s);
-		s += n + 1;
-	}
-	char num[16];
-	snprintf(num, sizeof num, "%d", argfd);
-	setenv("BERTH_CLI_ARGV_FD", num, 1);
-	snprintf(num, sizeof num, "%d", conn);
-	setenv("BERTH_CLI_STATUS_FD", num, 1);
+	extern char **environ;
+	environ = env;
+	status_fd = conn;
+	on_exit(report_exit, NULL);
 	return 0;
 }
 
-struct watch {
-	int conn, disarm;
-};
-
-static void *watch_client(void *arg)
+/* Starts berth-cli-watch, with one end of a socket pair as its fd 3; the
+ * other end (this process's) in watch_fd. */
+static int start_watch(const char *checkout)
 {
-	struct watch *w = arg;
-	struct pollfd pfd[2] = { { w->disarm, POLLIN, 0 }, { w->conn, POLLRDHUP, 0 } };
-	for (;;) {
-		if (poll(pfd, 2, -1) < 0)
-			continue;
-		if (pfd[0].revents)
-			return NULL;
-		if (pfd[1].revents)
-			kill(getpid(), SIGKILL);
+	char path[PATH_MAX], pid[16];
+	int pair[2];
+
+	if (snprintf(path, sizeof path, "%s/native/build/berth-cli-watch", checkout) >= (int)sizeof path ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+		return -1;
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
+	char *const argv[] = { path, pid, NULL };
+	pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+	if (child == 0) {
+		/* In the child of a process with threads: system calls only. */
+		if (dup2(pair[1], 3) < 0)
+			_exit(127);
+		helper_close_from(4, -1);
+		execv(path, argv);
+		_exit(127);
 	}
+	close(pair[1]);
+	if (child < 0) {
+		close(pair[0]);
+		return -1;
+	}
+	watch_fd = pair[0];
+	return 0;
 }
 
+/* Hands the command's connection to berth-cli-watch. */
 static int watch(int conn)
 {
-	static struct watch w;
-	pthread_attr_t attr;
-	pthread_t thread;
-	char num[16];
-
-	w.conn = conn;
-	w.disarm = eventfd(0, EFD_CLOEXEC);
-	if (w.disarm < 0 || pthread_attr_init(&attr) != 0 || pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0 ||
-	    pthread_create(&thread, &attr, watch_client, &w) != 0)
-		return -1;
-	snprintf(num, sizeof num, "%d", w.disarm);
-	return setenv("BERTH_CLI_DISARM_FD", num, 1);
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { (char[]){ 'C' }, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &conn, sizeof conn);
+	return sendmsg(watch_fd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
 static int same_file(const char *path, const struct stat *was)
 {
 	struct stat st;
-	return stat(path, &st) == 0 && st.st_dev == was->st_dev && st.st_ino == was->st_ino &&
-	       st.st_mtim.tv_sec == was->st_mtim.tv_sec && st.st_mtim.tv_nsec == was->st_mtim.tv_nsec;
+	return stat(path, &st) == 0 && st.st_dev == was->st_dev && st.st_ino == was->st_ino;
 }
 
 static void serve(void)
@@ -194,12 +248,12 @@ static void serve(void)
 	if (!dladdr((void *)serve, &self) || !realpath(self.dli_fname, so) || helper_strip(so, 3, checkout, sizeof checkout) < 0 ||
 	    helper_paths(checkout, &p) < 0 || helper_key(checkout, &key) < 0)
 		_exit(0);
-	int lock = open(p.lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0)
+	int lock = helper_lock(p.lock);
+	if (lock < 0)
 		_exit(0); /* another helper is alive */
 	char pid[16];
 	int pidlen = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-	if (ftruncate(lock, 0) < 0 || pwrite(lock, pid, (size_t)pidlen, 0) != pidlen)
+	if (ftruncate(lock, 0) < 0 || pwrite(lock, pid, (size_t)pidlen, 0) != pidlen || start_watch(checkout) < 0)
 		_exit(0);
 
 	int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -236,13 +290,13 @@ static void serve(void)
 		socklen_t credlen = sizeof cred;
 		struct request r = { .fds = { -1, -1, -1, -1 } };
 		if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0 && cred.uid == getuid() &&
-		    read_request(conn, &r) == 0) {
+		    helper_same_world(cred.pid) && read_request(conn, &r) == 0) {
 			/* From here on the slot is free: the next helper may start. */
 			if (same_file(p.sock, &sock_st))
 				unlink(p.sock);
 			close(listener);
 			close(lock);
-			if (adopt(&r, conn) == 0 && watch(conn) == 0 && write(conn, (char[]){ HELPER_ACCEPTED }, 1) == 1)
+			if (adopt(&r, conn) == 0 && watch(conn) == 0 && send(conn, (char[]){ HELPER_ACCEPTED }, 1, MSG_NOSIGNAL) == 1)
 				return;
 			_exit(0);
 		}
@@ -252,7 +306,8 @@ static void serve(void)
 	}
 	if (same_file(p.sock, &sock_st))
 		unlink(p.sock);
-	unlink(p.lock); /* still held: nobody is between opening and locking it */
+	/* Still held: a process that opened this file meanwhile finds it gone once it has the lock (helper_lock). */
+	unlink(p.lock);
 	_exit(0);
 }
 

@@ -15,15 +15,19 @@
 #include <termios.h>
 
 static pid_t helper_pid;
-static volatile sig_atomic_t fatal_signal;
+static volatile sig_atomic_t accepted, pending_signal, fatal_signal;
 
 /* Signals the helper gets in place of this process. */
 static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGCONT, SIGTSTP };
 
-static void forward(int sig)
+static void on_signal(int sig)
 {
 	int saved = errno;
-	if (sig == SIGTSTP) {
+	if (!accepted) {
+		/* Not the helper's command yet: this process acts on it itself. */
+		if (sig != SIGWINCH && sig != SIGCONT)
+			pending_signal = sig;
+	} else if (sig == SIGTSTP) {
 		/* Ctrl-Z: the helper stops, and so does this process, like any job.
 		 * The helper is in a session of its own, an orphaned process group
 		 * that the kernel does not stop for SIGTSTP: it gets SIGSTOP. */
@@ -35,6 +39,19 @@ static void forward(int sig)
 			fatal_signal = sig;
 	}
 	errno = saved;
+}
+
+/* Dies of `sig` (or, for SIGTSTP, stops and goes on), as a process without a handler would. */
+static void act_on(int sig)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL }, old;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigaction(sig, &dfl, &old);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
+	sigaction(sig, &old, NULL);
 }
 
 /* The caller's stdio as it was: a command may leave O_NONBLOCK on a shared
@@ -53,7 +70,12 @@ static void stdio_save(struct stdio_state *s)
 	}
 }
 
-static void stdio_restore(const struct stdio_state *s)
+/* Puts back the flags of the caller's descriptors (a shared pipe left
+ * non-blocking would break the caller's next reader) and, if `terminal`,
+ * the terminal modes. Those only after an abnormal end: a command that ends
+ * normally has restored its own, and the terminal may meanwhile belong to
+ * another program (`berth logs | less`). */
+static void stdio_restore(const struct stdio_state *s, int terminal)
 {
 	sigset_t ttou, old;
 	sigemptyset(&ttou);
@@ -63,7 +85,7 @@ static void stdio_restore(const struct stdio_state *s)
 	sigprocmask(SIG_BLOCK, &ttou, &old);
 	for (int i = 0; i < 3; i++) {
 		struct termios now;
-		if (s->is_tty[i] && tcgetattr(i, &now) == 0 && memcmp(&now, &s->tio[i], sizeof now) != 0)
+		if (terminal && s->is_tty[i] && tcgetattr(i, &now) == 0 && memcmp(&now, &s->tio[i], sizeof now) != 0)
 			tcsetattr(i, TCSANOW, &s->tio[i]);
 		if (s->flags[i] >= 0 && fcntl(i, F_GETFL) != s->flags[i])
 			fcntl(i, F_SETFL, s->flags[i]);
@@ -154,6 +176,28 @@ static ssize_t read_full(int fd, void *buf, size_t n)
 	return (ssize_t)got;
 }
 
+/* The helper did not take the command: this process's signals are its own
+ * again (one that came meanwhile acts now), and it runs the command itself. */
+static int give_up(int sock)
+{
+	sigset_t set, old;
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+		sigaddset(&set, forwarded[i]);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	close(sock);
+	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+		sigaction(forwarded[i], &dfl, NULL);
+	int sig = pending_signal;
+	pending_signal = 0;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (sig)
+		raise(sig);
+	return -1;
+}
+
 /* Run the command in the helper. Returns -1 when no helper took it (nothing
  * has happened yet: the caller runs it itself), else the exit status. */
 static int run_in_helper(const struct helper_paths *p, int argc, char **argv)
@@ -180,56 +224,69 @@ static int run_in_helper(const struct helper_paths *p, int argc, char **argv)
 	memcpy(addr.sun_path, p->sock, sizeof addr.sun_path);
 	if (connect(sock, (struct sockaddr *)&addr, sizeof addr) < 0 ||
 	    getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) < 0 || cred.uid != getuid() ||
-	    send_request(sock, argc, argv) < 0) {
+	    !helper_same_world(cred.pid)) {
 		close(sock);
 		return -1;
 	}
-	stdio_save(&saved);
 	helper_pid = cred.pid;
-	/* Held until the handlers are in place: a signal from now on is the helper's. */
-	sigset_t all, old;
-	sigemptyset(&all);
-	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-		sigaddset(&all, forwarded[i]);
-	sigprocmask(SIG_BLOCK, &all, &old);
-	if (read_full(sock, msg, 1) != 1 || msg[0] != HELPER_ACCEPTED) {
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		close(sock);
-		return -1;
-	}
-	struct sigaction sa = { .sa_handler = forward, .sa_flags = SA_RESTART };
+	stdio_save(&saved);
+	/* From here a signal is this process's own until the helper accepts
+	 * (the wait for that can be interrupted), then the helper's. */
+	struct sigaction sa = { .sa_handler = on_signal };
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
 		sigaction(forwarded[i], &sa, NULL);
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (send_request(sock, argc, argv) < 0)
+		return give_up(sock);
+	for (;;) {
+		ssize_t n = read(sock, msg, 1);
+		if (n == 1 && msg[0] == HELPER_ACCEPTED)
+			break;
+		if (n < 0 && errno == EINTR && !pending_signal)
+			continue;
+		if (n < 0 && errno == EINTR && pending_signal == SIGTSTP) {
+			pending_signal = 0;
+			act_on(SIGTSTP);
+			continue;
+		}
+		/* EOF (the helper would not take it) or a signal to act on: if the
+		 * helper did take it meanwhile, it sees the hang-up and ends. */
+		return give_up(sock);
+	}
+	accepted = 1;
+	if (pending_signal)
+		on_signal(pending_signal);
 
 	ssize_t got = read_full(sock, msg, 2);
-	stdio_restore(&saved);
-	if (got == 2 && msg[0] == HELPER_STATUS)
+	int normal = got == 2 && msg[0] == HELPER_STATUS;
+	stdio_restore(&saved, !normal);
+	if (normal)
 		return msg[1];
-	if (fatal_signal) {
-		/* The helper died of the signal it was given: so does the caller. */
-		signal(fatal_signal, SIG_DFL);
-		raise(fatal_signal);
-	}
+	if (fatal_signal)
+		act_on(fatal_signal); /* the helper died of the signal it was given: so does the caller */
 	fprintf(stderr, "berth: the CLI's helper process ended before the command did\n");
 	return 125;
 }
 
+/* CHECKOUT/native/build/berth-cli, from /proc/self/exe or else argv[0]. */
+static int find_checkout(const char *argv0, char *out, size_t n)
+{
+	char exe[PATH_MAX];
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (len > 0)
+		exe[len] = 0;
+	else if (!strchr(argv0, '/') || !realpath(argv0, exe))
+		return -1;
+	return helper_strip(exe, 3, out, n);
+}
+
 int main(int argc, char **argv)
 {
-	char exe[PATH_MAX], checkout[PATH_MAX], node[PATH_MAX], launch[PATH_MAX];
+	char checkout[PATH_MAX], node[PATH_MAX], launch[PATH_MAX];
 	struct helper_paths paths;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 
-	if (n < 0) {
-		perror("berth: /proc/self/exe");
-		return 125;
-	}
-	exe[n] = 0;
-	/* CHECKOUT/native/build/berth-cli */
-	if (helper_strip(exe, 3, checkout, sizeof checkout) < 0) {
-		fprintf(stderr, "berth: cannot place %s in a checkout\n", exe);
+	if (find_checkout(argv[0], checkout, sizeof checkout) < 0) {
+		fprintf(stderr, "berth: cannot tell where the berth checkout is (from /proc/self/exe or %s)\n", argv[0]);
 		return 125;
 	}
 	if (helper_wanted() && helper_paths(checkout, &paths) == 0) {

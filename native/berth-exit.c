@@ -9,9 +9,12 @@
  * Loading runs the constructor below, which exits with the status found in
  * BERTH_EXIT_STATUS; without that variable, loading does nothing.
  *
- * Before it exits: a command run by a helper process (berth-cli-serve.c)
- * sends its status to the waiting client; then, off the command's path,
- * the next helper is started if none is waiting (berth-cli-helper.h).
+ * Before it exits it closes every descriptor the command had (its stdio,
+ * connections, listening sockets: whoever waits on them need not wait for
+ * what follows); a command run by a helper process (berth-cli-serve.c)
+ * stands down the helper's watch and sends its status to the waiting
+ * client; then, off the command's path, the next helper is started if none
+ * is waiting (berth-cli-helper.h).
  */
 #include "berth-cli-helper.h"
 #include <dlfcn.h>
@@ -22,34 +25,32 @@ __attribute__((constructor)) static void berth_exit(void)
 	if (!status_env)
 		return;
 	int status = atoi(status_env);
-	const char *client = getenv("BERTH_CLI_STATUS_FD"), *disarm = getenv("BERTH_CLI_DISARM_FD");
-	if (disarm) {
-		/* The client will hang up once it has the status: that is not its death. */
-		uint64_t one = 1;
-		(void)!write(atoi(disarm), &one, sizeof one);
-	}
-	if (client) {
-		unsigned char msg[2] = { HELPER_STATUS, (unsigned char)status };
-		(void)!write(atoi(client), msg, 2);
-		close(atoi(client));
-	}
-	/* The output is complete: a pipe's reader need not wait for what follows. */
+	const char *client_env = getenv("BERTH_CLI_STATUS_FD"), *watch_env = getenv("BERTH_CLI_DISARM_FD");
+	int client = client_env ? atoi(client_env) : -1;
+
+	/* The client hangs up once it has the status: that is not its death. */
+	if (watch_env)
+		(void)!write(atoi(watch_env), "D", 1);
 	close(0);
 	close(1);
 	close(2);
+	helper_close_from(3, client);
+	if (client >= 0) {
+		unsigned char msg[2] = { HELPER_STATUS, (unsigned char)status };
+		(void)!write(client, msg, 2);
+		close(client);
+	}
 
 	Dl_info self;
-	char so[PATH_MAX], checkout[PATH_MAX], node[PATH_MAX];
+	char so[PATH_MAX], checkout[PATH_MAX];
 	struct helper_paths p;
-	ssize_t n = readlink("/proc/self/exe", node, sizeof node - 1);
 	/* CHECKOUT/native/build/berth-exit.so */
-	if (n > 0 && helper_wanted() && dladdr((void *)berth_exit, &self) && realpath(self.dli_fname, so) &&
+	if (helper_wanted() && dladdr((void *)berth_exit, &self) && realpath(self.dli_fname, so) &&
 	    helper_strip(so, 3, checkout, sizeof checkout) == 0 && helper_paths(checkout, &p) == 0) {
-		node[n] = 0;
 		unsetenv("BERTH_EXIT_STATUS");
 		unsetenv("BERTH_CLI_STATUS_FD");
 		unsetenv("BERTH_CLI_DISARM_FD");
-		helper_spawn(&p, node);
+		helper_spawn(&p);
 	}
 	_exit(status);
 }

@@ -46,15 +46,16 @@ for prog in berth-monitor berth-launcher berth-sendfile berth-netns; do
     mv "native/build/$prog.tmp" "native/build/$prog"
   fi
 done
-# The berth command (berth-cli) and the hooks its Node process loads: the
-# helper's wait for a command and the quick exit (src/cli/launch.ts). They
-# share native/berth-cli-helper.h.
-for prog in berth-cli berth-cli-serve.so berth-exit.so; do
+# The berth command (berth-cli), its helper's watch (berth-cli-watch) and
+# the hooks its Node process loads: the helper's wait for a command and the
+# quick exit (src/cli/launch.ts). They share native/berth-cli-helper.h.
+for prog in berth-cli berth-cli-watch berth-cli-serve.so berth-exit.so; do
   src=native/${prog%.so}.c
   if [ ! -f "native/build/$prog" ] || [ "$src" -nt "native/build/$prog" ] || [ native/berth-cli-helper.h -nt "native/build/$prog" ]; then
     echo "setup: building $prog"
-    # -z nodelete: see berth-cli-serve.c (its thread outlives Node's dlclose).
-    case $prog in *.so) shared=(-shared -fPIC -pthread -Wl,-z,nodelete) ;; *) shared=() ;; esac
+    # -z nodelete: berth-cli-serve.so registers an exit handler, which must
+    # outlive Node's dlclose of a library that is not an addon.
+    case $prog in *.so) shared=(-shared -fPIC -Wl,-z,nodelete) ;; *) shared=() ;; esac
     gcc -O2 -Wall -Wextra -Werror "${shared[@]}" -o "native/build/$prog.tmp" "$src"
     mv "native/build/$prog.tmp" "native/build/$prog"
   fi

@@ -87,6 +87,9 @@ function runBundle(source: string): void {
  * the arguments in a memfd. Returns the bundle's source, or undefined when
  * this process is an ordinary command.
  */
+/** Variables berth-exit.so needs, set again only as it is loaded. */
+const exitEnv: Record<string, string> = {};
+
 function takeCommand(): string | undefined {
   if (process.env.BERTH_CLI_SERVE !== '1' || process.argv[2] !== '--cli-helper') return undefined;
   const source = readBundle();
@@ -99,8 +102,14 @@ function takeCommand(): string | undefined {
   if (!Number.isInteger(fd)) process.exit(0);
   const args = readFileSync(fd, 'utf8').split('\0').slice(0, -1);
   closeSync(fd);
-  delete process.env.BERTH_CLI_ARGV_FD;
   process.argv.splice(2, Infinity, ...args);
+  // The hook's descriptors are for berth-exit.so alone: not in the
+  // command's environment, where a child process would inherit them.
+  for (const name of ['BERTH_CLI_ARGV_FD', 'BERTH_CLI_STATUS_FD', 'BERTH_CLI_DISARM_FD']) {
+    const value = process.env[name];
+    delete process.env[name];
+    if (value !== undefined && name !== 'BERTH_CLI_ARGV_FD') exitEnv[name] = value;
+  }
   // Node keeps the working directory it saw at start-up; this makes it look again.
   process.chdir('.');
   // Dates follow TZ only when it is set through process.env.
@@ -126,7 +135,7 @@ function exitQuickly(): void {
   const proc = process as unknown as { reallyExit(code?: number): never };
   const reallyExit = proc.reallyExit.bind(process);
   proc.reallyExit = (code?: number) => {
-    process.env.BERTH_EXIT_STATUS = String(code ?? 0);
+    Object.assign(process.env, exitEnv, { BERTH_EXIT_STATUS: String(code ?? 0) });
     runNative('berth-exit.so');
     return reallyExit(code);
   };

@@ -27,6 +27,7 @@ import { launcherFor } from '../runtime/launcher.ts';
 import type { NativeLauncher } from '../runtime/launcher.ts';
 import { computeCapabilities } from '../runtime/capabilities.ts';
 import { checkResources } from './limits.ts';
+import { shouldRestart } from './restart.ts';
 import { applySecurity, checkSecurity } from './security.ts';
 import type { ContainerHooks } from './container-hooks.ts';
 import { parseSignal } from '../util/signals.ts';
@@ -666,8 +667,9 @@ export class ContainerService {
     await this.live.get(rec.Id)?.starting?.catch(() => undefined);
     // A pending restart is cancelled; so is one still to be decided: a
     // container that exited on its own a moment ago, its exit still being
-    // handled, must not be brought back once the user has stopped it.
-    if (this.hooks?.cancelRestart(rec) || (!rec.State.Running && this.exiting.has(rec.Id) && !rec.berth.manuallyStopped)) {
+    // handled, must not be brought back by its policy once the user has
+    // stopped it. Without such a policy it is simply already stopped (304).
+    if (this.hooks?.cancelRestart(rec) || (!rec.State.Running && this.exiting.has(rec.Id) && shouldRestart(rec, rec.State.ExitCode))) {
       rec.berth.manuallyStopped = true;
       await this.store.save(rec);
       this.events.emit('container', 'stop', rec.Id, { image: rec.Config.Image, name: rec.Name.slice(1) });

@@ -168,7 +168,57 @@ test('signals reach the command; a client killed outright takes its command with
   killed.kill('SIGKILL');
   await killedEnd;
   await gone(helper, 'the helper whose client was killed');
+
+  // Ctrl-Z stops the helper with its client; killed while stopped, it still goes.
+  assert.equal(berth(dir, ['version']).code, 0);
+  helper = await waiting(dir);
+  const stopped = spawnBerth(dir, ['logs', '-f', 'sig-logs']);
+  const stoppedEnd = exited(stopped);
+  await output(stopped, /line/);
+  stopped.kill('SIGTSTP');
+  const state = (pid: number) => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0];
+  for (let i = 0; i < 100 && state(helper) !== 'T'; i++) await sleep(20);
+  assert.equal(state(helper), 'T', 'the helper is stopped');
+  assert.equal(state(stopped.pid!), 'T', 'the client is stopped');
+  stopped.kill('SIGKILL');
+  await stoppedEnd;
+  await gone(helper, 'the stopped helper whose client was killed');
   assert.equal(berth(dir, ['rm', '-f', 'sig-logs']).code, 0);
+});
+
+test('a caller in another world gets a helper of its own; a peer that differs from the helper is refused', async () => {
+  const dir = helperDir();
+  berth(dir, ['version']);
+  const plain = await waiting(dir);
+  // Another priority (and so another key): a fresh process, then a helper of its own.
+  const niced = spawnSync('nice', ['-n', '5', BERTH_CLI, 'version', '--format', '{{.Client.Version}}'], { env: { ...d.env(), BERTH_CLI_HELPER_DIR: dir }, encoding: 'utf8' });
+  assert.equal(niced.status, 0, niced.stderr);
+  for (let i = 0; i < 200 && sockets(dir).length < 2; i++) await sleep(25);
+  assert.equal(sockets(dir).length, 2, 'a second helper for the niced caller');
+  assert.ok(alive(plain), 'the plain caller\'s helper was not used');
+
+  // A peer with no_new_privs set connects to the plain helper's socket and
+  // sends a well-formed request: the helper drops it and keeps waiting.
+  const sock = join(dir, sockets(dir).find((f) => readFileSync(join(dir, f.replace(/\.sock$/, '.lock')), 'utf8').trim() === String(plain))!);
+  const py = [
+    'import os, socket, struct, sys',
+    's = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])',
+    "args = b'version\\0'; env = b'A=b\\0'",
+    "body = struct.pack('I', 1) + args + struct.pack('I', 1) + env + struct.pack('I', 0o22)",
+    "msg = struct.pack('I', len(body)) + body",
+    "socket.send_fds(s, [msg], [0, 1, 2, os.open('.', os.O_PATH)])",
+    'try:',
+    "    print('answer', s.recv(1))",
+    'except ConnectionResetError:',
+    "    print('answer', b'')",
+  ].join('\n');
+  const r = spawnSync('setpriv', ['--no-new-privs', 'python3', '-c', py, sock], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(r.stdout.trim(), "answer b''", r.stderr);
+  assert.ok(alive(plain), 'the helper is still waiting');
+  // The same request from an ordinary peer is taken: the check is what refused it.
+  const ok = spawnSync('python3', ['-c', py, sock], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(ok.stdout.split('\n')[0], "answer b'A'", ok.stderr);
+  await gone(plain, 'the helper served the ordinary peer');
 });
 
 test('several commands at once all finish, whichever of them the helper takes', async () => {
@@ -233,8 +283,8 @@ test('a helper ends when idle, when its directory is removed, and when the CLI i
   // A copy of the CLI's files, so that "rebuilding" it touches nothing else.
   const copy = join(d.dir, 'checkout');
   for (const sub of ['dist', 'native/build', 'node_modules/.bin']) mkdirSync(join(copy, sub), { recursive: true });
-  for (const f of ['dist/berth.cjs', 'dist/berth-cli.cjs', 'native/build/berth-cli', 'native/build/berth-cli-serve.so', 'native/build/berth-exit.so']) copyFileSync(join(ROOT, f), join(copy, f));
-  spawnSync('chmod', ['+x', join(copy, 'native/build/berth-cli')]);
+  for (const f of ['dist/berth.cjs', 'dist/berth-cli.cjs', 'native/build/berth-cli', 'native/build/berth-cli-watch', 'native/build/berth-cli-serve.so', 'native/build/berth-exit.so']) copyFileSync(join(ROOT, f), join(copy, f));
+  spawnSync('chmod', ['+x', join(copy, 'native/build/berth-cli'), join(copy, 'native/build/berth-cli-watch')]);
   symlinkSync(join(ROOT, 'node_modules/.bin/node'), join(copy, 'node_modules/.bin/node'));
   const rebuilt = helperDir();
   const env = { ...d.env(), BERTH_CLI_HELPER_DIR: rebuilt };

@@ -21,11 +21,12 @@ async function fetchOne(ctx: CliContext, kind: Kind | undefined, name: string, s
 
 /**
  * What every inspect command prints: each object through the --format
- * template, or all of them as one indented JSON array; then the errors of
- * the names that were not found, as the command's failure.
+ * template, or all of them as one indented JSON array (also for
+ * `--format json`); then the errors of the names that were not found, as
+ * the command's failure.
  */
 export function printInspected(ctx: CliContext, format: string | undefined, found: unknown[], errors: string[]): void {
-  if (format) {
+  if (format && format !== 'json') {
     const tpl = parseTemplate(format);
     for (const v of found) ctx.out.write(tpl.execute(v) + '\n');
   } else {

@@ -2,7 +2,7 @@ import type { Command } from '../command.ts';
 import { CliError, println } from '../command.ts';
 import { ApiError } from '../client.ts';
 import { renderFormatted } from '../format/table.ts';
-import { parseTemplate } from '../format/template.ts';
+import { printInspected } from './inspect.ts';
 import { parseFilterFlags } from '../filters.ts';
 import { humanSize } from '../../util/units.ts';
 import { confirmRemoval } from '../prompt.ts';
@@ -115,14 +115,7 @@ export const commands: Command[] = [
           errors.push(`Error response from daemon: ${err.message}`);
         }
       }
-      const format = f.str('format');
-      if (format && format !== 'json') {
-        const tpl = parseTemplate(format);
-        for (const v of found) println(ctx, tpl.execute(v));
-      } else {
-        println(ctx, JSON.stringify(found, null, 4));
-      }
-      if (errors.length) throw new CliError(errors.join('\n'), 1);
+      printInspected(ctx, f.str('format'), found, errors);
     },
   },
   {
