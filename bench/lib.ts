@@ -110,24 +110,8 @@ export class BenchDockerd {
   static available(): boolean {
     return existsSync('/usr/sbin/dockerd') || existsSync('/usr/bin/dockerd');
   }
-  /** The berth CLI's helper processes (native/berth-cli-helper.h) of this run: ended by stop(). */
-  readonly cliHelpers = join(this.dir, 'cli');
   get env(): NodeJS.ProcessEnv {
-    return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'dc'), BERTH_CLI_HELPER_DIR: this.cliHelpers };
-  }
-  /**
-   * Waits until the CLI's next helper is listening. A command ends before
-   * its successor has started; a benchmark waits for it, so that its
-   * start-up is not timed as part of whatever runs next (a user's next
-   * command comes seconds later, not microseconds).
-   */
-  waitForCliHelper(): void {
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline) {
-      if (readdirSync(this.cliHelpers).some((f) => f.endsWith('.sock'))) return;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
-    }
-    throw new Error('the berth CLI started no helper process');
+    return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'dc') };
   }
   async start(extraArgs: string[] = []): Promise<void> {
     const exec = join(this.dir, 'exec');

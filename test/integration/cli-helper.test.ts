@@ -138,7 +138,7 @@ test("the helper runs the command with the caller's stdin, working directory, um
 test('signals reach the command; a client killed outright takes its command with it', async () => {
   const dir = helperDir();
   berth(dir, ['version']);
-  let helper = await waiting(dir);
+  await waiting(dir);
   const trapped = spawnBerth(dir, ['run', '--rm', '--name', 'sig-int', 'busybox', 'sh', '-c', 'trap "echo got INT; exit 7" INT; echo ready; sleep 30 & wait']);
   const trappedEnd = exited(trapped);
   await output(trapped, /ready/);
@@ -147,42 +147,40 @@ test('signals reach the command; a client killed outright takes its command with
   assert.deepEqual(await trappedEnd, { code: 7, signal: null });
   await out.catch(() => undefined);
 
-  // A command that does not catch SIGTERM dies of it, and so does its client.
+  // `logs -f` through a waiting helper (a fresh process first makes sure
+  // there is one: a helper that died of a signal started no successor).
   assert.equal(berth(dir, ['run', '-d', '--name', 'sig-logs', 'busybox', 'sh', '-c', 'echo line; sleep 60']).code, 0);
-  helper = await waiting(dir);
-  const logs = spawnBerth(dir, ['logs', '-f', 'sig-logs']);
-  const logsEnd = exited(logs);
-  await output(logs, /line/);
-  logs.kill('SIGTERM');
-  assert.deepEqual(await logsEnd, { code: null, signal: 'SIGTERM' });
-  await gone(helper, 'the helper that ran logs -f ended with it');
+  const follow = async () => {
+    assert.equal(berth(dir, ['version']).code, 0);
+    const pid = await waiting(dir);
+    const client = spawnBerth(dir, ['logs', '-f', 'sig-logs']);
+    const end = exited(client);
+    await output(client, /line/);
+    return { helper: pid, client, end };
+  };
 
-  // SIGKILL cannot be passed on: the helper notices its client is gone.
-  // (A helper that died of a signal started no successor: a fresh process
-  // runs the next command, and starts one.)
-  assert.equal(berth(dir, ['version']).code, 0);
-  helper = await waiting(dir);
-  const killed = spawnBerth(dir, ['logs', '-f', 'sig-logs']);
-  const killedEnd = exited(killed);
-  await output(killed, /line/);
-  killed.kill('SIGKILL');
-  await killedEnd;
-  await gone(helper, 'the helper whose client was killed');
+  // A command that does not catch SIGTERM dies of it, and so does its client.
+  const term = await follow();
+  term.client.kill('SIGTERM');
+  assert.deepEqual(await term.end, { code: null, signal: 'SIGTERM' });
+  await gone(term.helper, 'the helper that ran logs -f ended with it');
+
+  // SIGKILL cannot be passed on: the helper's watch sees the client gone.
+  const killed = await follow();
+  killed.client.kill('SIGKILL');
+  await killed.end;
+  await gone(killed.helper, 'the helper whose client was killed');
 
   // Ctrl-Z stops the helper with its client; killed while stopped, it still goes.
-  assert.equal(berth(dir, ['version']).code, 0);
-  helper = await waiting(dir);
-  const stopped = spawnBerth(dir, ['logs', '-f', 'sig-logs']);
-  const stoppedEnd = exited(stopped);
-  await output(stopped, /line/);
-  stopped.kill('SIGTSTP');
+  const stopped = await follow();
+  stopped.client.kill('SIGTSTP');
   const state = (pid: number) => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0];
-  for (let i = 0; i < 100 && state(helper) !== 'T'; i++) await sleep(20);
-  assert.equal(state(helper), 'T', 'the helper is stopped');
-  assert.equal(state(stopped.pid!), 'T', 'the client is stopped');
-  stopped.kill('SIGKILL');
-  await stoppedEnd;
-  await gone(helper, 'the stopped helper whose client was killed');
+  for (let i = 0; i < 100 && state(stopped.helper) !== 'T'; i++) await sleep(20);
+  assert.equal(state(stopped.helper), 'T', 'the helper is stopped');
+  assert.equal(state(stopped.client.pid!), 'T', 'the client is stopped');
+  stopped.client.kill('SIGKILL');
+  await stopped.end;
+  await gone(stopped.helper, 'the stopped helper whose client was killed');
   assert.equal(berth(dir, ['rm', '-f', 'sig-logs']).code, 0);
 });
 
