@@ -64,6 +64,7 @@ async function main(): Promise<void> {
     log.info('shutting down; running containers keep running', { signal: sig });
     engine.containers.detachAll();
     await engine.networks.shutdown().catch((err) => log.warn('network cleanup at shutdown failed', { error: errorMessage(err) }));
+    engine.containers.stopLauncher();
     engine.builder.stop();
     for (const s of servers) {
       s.close();

@@ -813,8 +813,12 @@ export class ContainerService {
   /** Stop watching monitors (berthd shutting down): containers keep running. */
   detachAll(): void {
     this.hooks?.close();
-    this.launcher.stop();
     for (const live of this.live.values()) live.conn?.close();
+  }
+
+  /** The launcher's last use is over (berthd shutting down, after the network's clean-up, which runs berth-netns through it). */
+  stopLauncher(): void {
+    this.launcher.stop();
   }
 }
 

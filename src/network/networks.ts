@@ -260,7 +260,7 @@ export class NetworkService {
     for (const d of this.dns.values()) d.stop();
     this.dns.clear();
     this.reservations.releaseAll();
-    await this.sandboxes.settle();
+    await this.sandboxes.settle().catch((err) => log.warn('removing a network namespace failed', { error: errorMessage(err) }));
     const running = this.access().list().some((c) => c.State.Running);
     if (running) return;
     await this.firewall.remove().catch((err) => log.warn('removing firewall rules failed', { error: errorMessage(err) }));

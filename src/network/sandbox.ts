@@ -67,7 +67,8 @@ export class Sandboxes {
   /** A new namespace with loopback up and the first endpoint (if any) plumbed. */
   async create(id: string, first?: { ep: Endpoint; how: Plumbing }): Promise<string> {
     const path = this.path(id);
-    await this.removing.get(id);
+    // A failed removal is retried just below, if it left the namespace behind.
+    await this.removing.get(id)?.catch(() => undefined);
     if (this.exists(id)) await this.destroy(id);
     writeFileSync(path, ''); // the mount point for the namespace
     try {
@@ -110,7 +111,9 @@ export class Sandboxes {
    * `create` for that ID waits for them.
    */
   destroy(id: string): Promise<void> {
-    const before = this.removing.get(id) ?? Promise.resolve();
+    // After the one before it, whether that one succeeded or not: a failure
+    // there must not skip this removal's work.
+    const before = this.removing.get(id)?.catch(() => undefined) ?? Promise.resolve();
     const done = before.then(async () => {
       const path = this.path(id);
       if (isMountPoint(path)) await this.netns(['destroy', path]).catch(() => undefined);
@@ -118,15 +121,18 @@ export class Sandboxes {
       await rm(this.statePath(id), { force: true });
     });
     this.removing.set(id, done);
-    void done.finally(() => {
+    // Both ways (not finally(): its own promise would reject unhandled when the removal fails).
+    const forget = () => {
       if (this.removing.get(id) === done) this.removing.delete(id);
-    });
+    };
+    done.then(forget, forget);
     return done;
   }
 
-  /** Every removal still running (berthd stopping waits for them). */
+  /** Every removal still running, to its end (berthd stopping waits for them): one failing does not cut the wait short. */
   async settle(): Promise<void> {
-    await Promise.all([...this.removing.values()]);
+    const failed = (await Promise.allSettled([...this.removing.values()])).find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 
   async saveState(state: SandboxState): Promise<void> {

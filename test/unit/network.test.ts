@@ -7,6 +7,10 @@ import { portRequests } from '../../src/network/ports.ts';
 import { parsePortSpecs } from '../../src/cli/port-specs.ts';
 import { DnsServer, parseQuestion } from '../../src/network/dns.ts';
 import { Firewall } from '../../src/network/firewall.ts';
+import { Sandboxes } from '../../src/network/sandbox.ts';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { withTmpDir } from '../helpers/tmp.ts';
 
 test('subnets: parse, contain, overlap, carve', () => {
   assert.equal(subnetString(parseSubnet('10.1.2.3/24')), '10.1.2.0/24');
@@ -94,3 +98,31 @@ test('firewall: rules live in chains named after the daemon, ports DNATed, netwo
   assert.match(text, /-A BERTH-ISO2-bt123 -o bt123 -j DROP/);
   for (const line of text.split('\n').filter((l) => l.startsWith('-A '))) assert.match(line, /^-A BERTH-[A-Z0-9]*-?bt123 /);
 });
+
+test('sandbox removals: a failed one does not make the next skip its work, and settle waits for all', () => withTmpDir('berth-sandbox-', async (dir) => {
+  // No namespace is mounted here, so removal is only the files' (no helper runs).
+  const sb = new Sandboxes(dir, join(import.meta.dirname, '..', '..', 'native', 'build'));
+  await sb.init();
+  const stuck = join(sb.dir, 'c1');
+  mkdirSync(stuck);
+  writeFileSync(join(stuck, 'x'), ''); // a directory with something in it: rm without recursion fails
+  await assert.rejects(sb.destroy('c1'));
+  rmSync(stuck, { recursive: true });
+  writeFileSync(stuck, '');
+  await sb.destroy('c1');
+  assert.equal(existsSync(stuck), false, 'the removal after a failed one did its work');
+
+  // settle(): every removal runs to its end even when one fails first.
+  mkdirSync(join(sb.dir, 'c2'));
+  writeFileSync(join(sb.dir, 'c2', 'x'), '');
+  writeFileSync(join(sb.dir, 'c3'), '');
+  writeFileSync(join(sb.dir, 'c3.json'), '{}');
+  const failing = sb.destroy('c2');
+  const fine = sb.destroy('c3');
+  failing.catch(() => undefined);
+  await assert.rejects(sb.settle());
+  // Already done when settle() answers, not merely started.
+  assert.equal(existsSync(join(sb.dir, 'c3')), false);
+  assert.equal(existsSync(join(sb.dir, 'c3.json')), false);
+  await fine;
+}));
