@@ -177,8 +177,13 @@ static inline int helper_key(const char *checkout, uint64_t *key)
 	helper_privileges(&h, buf);
 	for (int r = 0; r < RLIM_NLIMITS; r++) {
 		struct rlimit lim;
-		if (getrlimit(r, &lim) == 0)
-			fnv(&h, &lim, sizeof lim);
+		if (getrlimit(r, &lim) < 0)
+			continue;
+		/* Node raises its soft limit on descriptors to the hard one as it
+		 * starts, so a fresh process would run the command with that too. */
+		if (r == RLIMIT_NOFILE)
+			lim.rlim_cur = lim.rlim_max;
+		fnv(&h, &lim, sizeof lim);
 	}
 	errno = 0;
 	int nice = getpriority(PRIO_PROCESS, 0);

@@ -188,16 +188,22 @@ test('a caller in another world gets a helper of its own; a peer that differs fr
   const dir = helperDir();
   berth(dir, ['version']);
   const plain = await waiting(dir);
+  // A lower soft limit on descriptors is no other world: Node raises it to the hard limit as it starts.
+  const hard = spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim();
+  const low = spawnSync('sh', ['-c', `ulimit -Sn 256; exec ${BERTH_CLI} version --format '{{.Client.Version}}'`], { env: { ...d.env(), BERTH_CLI_HELPER_DIR: dir }, encoding: 'utf8' });
+  assert.equal(low.status, 0, low.stderr);
+  await gone(plain, `the helper ran the command of a caller whose soft limit is 256 (hard ${hard})`);
+  const plainAgain = await waiting(dir);
   // Another priority (and so another key): a fresh process, then a helper of its own.
   const niced = spawnSync('nice', ['-n', '5', BERTH_CLI, 'version', '--format', '{{.Client.Version}}'], { env: { ...d.env(), BERTH_CLI_HELPER_DIR: dir }, encoding: 'utf8' });
   assert.equal(niced.status, 0, niced.stderr);
   for (let i = 0; i < 200 && sockets(dir).length < 2; i++) await sleep(25);
   assert.equal(sockets(dir).length, 2, 'a second helper for the niced caller');
-  assert.ok(alive(plain), 'the plain caller\'s helper was not used');
+  assert.ok(alive(plainAgain), 'the plain caller\'s helper was not used');
 
   // A peer with no_new_privs set connects to the plain helper's socket and
   // sends a well-formed request: the helper drops it and keeps waiting.
-  const sock = join(dir, sockets(dir).find((f) => readFileSync(join(dir, f.replace(/\.sock$/, '.lock')), 'utf8').trim() === String(plain))!);
+  const sock = join(dir, sockets(dir).find((f) => readFileSync(join(dir, f.replace(/\.sock$/, '.lock')), 'utf8').trim() === String(plainAgain))!);
   const py = [
     'import os, socket, struct, sys',
     's = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])',
@@ -212,11 +218,11 @@ test('a caller in another world gets a helper of its own; a peer that differs fr
   ].join('\n');
   const r = spawnSync('setpriv', ['--no-new-privs', 'python3', '-c', py, sock], { encoding: 'utf8', timeout: 10_000 });
   assert.equal(r.stdout.trim(), "answer b''", r.stderr);
-  assert.ok(alive(plain), 'the helper is still waiting');
+  assert.ok(alive(plainAgain), 'the helper is still waiting');
   // The same request from an ordinary peer is taken: the check is what refused it.
   const ok = spawnSync('python3', ['-c', py, sock], { encoding: 'utf8', timeout: 10_000 });
   assert.equal(ok.stdout.split('\n')[0], "answer b'A'", ok.stderr);
-  await gone(plain, 'the helper served the ordinary peer');
+  await gone(plainAgain, 'the helper served the ordinary peer');
 });
 
 test('several commands at once all finish, whichever of them the helper takes', async () => {
