@@ -48,6 +48,9 @@
 #define HELPER_ACCEPTED 'A' /* the command is the helper's now */
 #define HELPER_STATUS 'S'   /* followed by one byte: the exit status */
 
+/* Room for /proc/PID/status or cgroup (a long group list makes status long). */
+#define HELPER_PROC_TEXT 65536
+
 /* Default idle time before a waiting helper ends, in seconds. */
 #define HELPER_IDLE_DEFAULT 300
 
@@ -105,7 +108,7 @@ static inline void fnv_stat(uint64_t *h, const struct stat *st)
 	fnv(h, &st->st_mtim, sizeof st->st_mtim);
 }
 
-/* A small file's contents (up to n - 1 bytes, NUL-terminated): its length, or -1. */
+/* A small file's contents (less than n bytes, NUL-terminated): its length, or -1. */
 static inline ssize_t helper_read(const char *path, char *buf, size_t n)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -118,7 +121,8 @@ static inline ssize_t helper_read(const char *path, char *buf, size_t n)
 		got += (size_t)r;
 	close(fd);
 	buf[got] = 0;
-	return r < 0 ? -1 : (ssize_t)got;
+	/* Full: perhaps cut short, and a check on a cut text would pass by default. */
+	return r < 0 || got == n - 1 ? -1 : (ssize_t)got;
 }
 
 /* Hashes the privilege lines of a /proc/PID/status text. */
@@ -166,7 +170,7 @@ static inline int helper_key(const char *checkout, uint64_t *key)
 		fnv_stat(&h, &st);
 	}
 	/* What a process inherits and a helper cannot take over per command. */
-	char buf[4096];
+	char buf[HELPER_PROC_TEXT];
 	ssize_t n = helper_read("/proc/self/cgroup", buf, sizeof buf);
 	if (n < 0)
 		return -1;
@@ -191,10 +195,15 @@ static inline int helper_key(const char *checkout, uint64_t *key)
 	cpu_set_t cpus;
 	if (sched_getaffinity(0, sizeof cpus, &cpus) == 0)
 		fnv(&h, &cpus, sizeof cpus);
-	/* The environment Node and OpenSSL read once, as the process starts,
-	 * in any order (a sum of the entries' hashes). */
+	/* The environment read once, as the process starts, by the dynamic
+	 * loader and glibc, Node, OpenSSL and libuv (and the proxy settings
+	 * Node may be told to take from it), in any order (a sum of the
+	 * entries' hashes). */
 	extern char **environ;
-	static const char *const startup_env[] = { "NODE_", "OPENSSL_", "SSL_CERT_", "UV_", "LANG=", "LC_" };
+	static const char *const startup_env[] = {
+		"LD_", "GLIBC_TUNABLES=", "MALLOC_", "NODE_", "OPENSSL_", "SSL_CERT_", "UV_", "LANG=", "LC_",
+		"HTTP_PROXY=", "HTTPS_PROXY=", "NO_PROXY=", "http_proxy=", "https_proxy=", "no_proxy=",
+	};
 	uint64_t env_sum = 0;
 	for (char **e = environ; *e; e++)
 		for (size_t i = 0; i < sizeof startup_env / sizeof startup_env[0]; i++)
@@ -217,7 +226,7 @@ static inline int helper_key(const char *checkout, uint64_t *key)
 static inline int helper_same_world(pid_t pid)
 {
 	static const char *const ns[] = { "mnt", "net", "pid", "user", "ipc", "uts", "cgroup", "root" };
-	char mine[64], theirs[64], buf[4096];
+	char mine[64], theirs[64], buf[HELPER_PROC_TEXT];
 	struct stat a, b;
 	uint64_t ha = 0, hb = 0;
 
@@ -319,29 +328,42 @@ static inline int helper_paths(const char *checkout, struct helper_paths *p)
 	return 0;
 }
 
-/*
- * Start the next helper unless one is already alive (it holds the lock from
- * its start until it takes a command). The helper is detached: a session of
- * its own, stdio on /dev/null, working directory /, no other descriptors.
- * Called from a process that may have threads, so the children only make
- * async-signal-safe calls before exec; everything is prepared beforehand.
- * The forks are raw system calls: the process's fork handlers (Node's
- * among them) are not for a child that only execs.
- */
-static inline void helper_spawn(const struct helper_paths *p)
-{
-	char node[PATH_MAX], launch[PATH_MAX];
-	int fd = helper_lock(p->lock);
+/* What starting the next helper takes, worked out beforehand (helper_spawn_prepare). */
+struct helper_spawn {
+	char node[PATH_MAX], launch[PATH_MAX], dir[PATH_MAX];
+};
 
-	/* Held: a helper is alive or starting. (Released at once: the new
-	 * helper takes it itself; two starting together settle it there.) */
+/*
+ * Whether to start the next helper: not when one is alive (it holds the lock
+ * from its start until it takes a command). Everything the start needs is
+ * prepared here, so that helper_spawn_run opens nothing in this process.
+ * 0 when a helper should be started.
+ */
+static inline int helper_spawn_prepare(const struct helper_paths *p, struct helper_spawn *s)
+{
+	int fd = helper_lock(p->lock);
+	/* Released at once: the new helper takes it itself; two starting together settle it there. */
 	if (fd < 0)
-		return;
+		return -1;
 	close(fd);
-	if (snprintf(node, sizeof node, "%s/node_modules/.bin/node", p->checkout) >= (int)sizeof node ||
-	    snprintf(launch, sizeof launch, "%s/dist/berth.cjs", p->checkout) >= (int)sizeof launch)
-		return;
-	char *const argv[] = { node, launch, (char *)"--cli-helper", (char *)p->dir, NULL };
+	if (snprintf(s->node, sizeof s->node, "%s/node_modules/.bin/node", p->checkout) >= (int)sizeof s->node ||
+	    snprintf(s->launch, sizeof s->launch, "%s/dist/berth.cjs", p->checkout) >= (int)sizeof s->launch ||
+	    snprintf(s->dir, sizeof s->dir, "%s", p->dir) >= (int)sizeof s->dir)
+		return -1;
+	return 0;
+}
+
+/*
+ * Start the next helper, detached: a session of its own, stdio on
+ * /dev/null, working directory /, no other descriptors. Called from a
+ * process that may have threads, so the children only make
+ * async-signal-safe calls before exec. The forks are raw system calls: the
+ * process's fork handlers (Node's among them) are not for a child that only
+ * execs.
+ */
+static inline void helper_spawn_run(struct helper_spawn *s)
+{
+	char *const argv[] = { s->node, s->launch, (char *)"--cli-helper", s->dir, NULL };
 	if (setenv("BERTH_CLI_SERVE", "1", 1) < 0)
 		return;
 	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
@@ -356,7 +378,7 @@ static inline void helper_spawn(const struct helper_paths *p)
 		dup2(null, 1);
 		dup2(null, 2);
 		helper_close_from(3, -1);
-		execv(node, argv);
+		execv(s->node, argv);
 		_exit(127);
 	}
 	unsetenv("BERTH_CLI_SERVE");

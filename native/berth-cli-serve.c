@@ -196,7 +196,7 @@ static int start_watch(const char *checkout)
 	pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
 	if (child == 0) {
 		/* In the child of a process with threads: system calls only. */
-		if (dup2(pair[1], 3) < 0)
+		if (dup2(pair[1], 3) < 0 || fcntl(3, F_SETFD, 0) < 0) /* dup2 onto itself keeps close-on-exec */
 			_exit(127);
 		helper_close_from(4, -1);
 		execv(path, argv);
@@ -284,8 +284,10 @@ static void serve(void)
 			continue;
 		}
 		int conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-		if (conn < 0)
+		if (conn < 0) {
+			poll(NULL, 0, 100); /* out of descriptors or memory: not a busy loop */
 			continue;
+		}
 		struct ucred cred;
 		socklen_t credlen = sizeof cred;
 		struct request r = { .fds = { -1, -1, -1, -1 } };

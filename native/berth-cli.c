@@ -15,7 +15,10 @@
 #include <termios.h>
 
 static pid_t helper_pid;
-static volatile sig_atomic_t accepted, pending_signal, fatal_signal;
+/* accepted: the helper has the command (until its status is in). Before
+ * that, a Ctrl-Z waits in pending_stop and any other signal that ends a
+ * process in pending_signal. */
+static volatile sig_atomic_t accepted, pending_signal, pending_stop, fatal_signal;
 
 /* Signals the helper gets in place of this process. */
 static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGCONT, SIGTSTP };
@@ -24,8 +27,11 @@ static void on_signal(int sig)
 {
 	int saved = errno;
 	if (!accepted) {
-		/* Not the helper's command yet: this process acts on it itself. */
-		if (sig != SIGWINCH && sig != SIGCONT)
+		/* Not the helper's command yet: an ending signal ends the wait and
+		 * this process; a Ctrl-Z waits to see whose command it is. */
+		if (sig == SIGTSTP)
+			pending_stop = 1;
+		else if (sig != SIGWINCH && sig != SIGCONT)
 			pending_signal = sig;
 	} else if (sig == SIGTSTP) {
 		/* Ctrl-Z: the helper stops, and so does this process, like any job.
@@ -190,12 +196,23 @@ static int give_up(int sock)
 	close(sock);
 	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
 		sigaction(forwarded[i], &dfl, NULL);
-	int sig = pending_signal;
-	pending_signal = 0;
+	int sig = pending_signal, stop = pending_stop;
+	pending_signal = pending_stop = 0;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (sig)
 		raise(sig);
+	if (stop)
+		raise(SIGTSTP);
 	return -1;
+}
+
+/* The status is in: signals from now on are this process's own again. */
+static void take_back_signals(void)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	accepted = 0;
+	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+		sigaction(forwarded[i], &dfl, NULL);
 }
 
 /* Run the command in the helper. Returns -1 when no helper took it (nothing
@@ -244,11 +261,6 @@ static int run_in_helper(const struct helper_paths *p, int argc, char **argv)
 			break;
 		if (n < 0 && errno == EINTR && !pending_signal)
 			continue;
-		if (n < 0 && errno == EINTR && pending_signal == SIGTSTP) {
-			pending_signal = 0;
-			act_on(SIGTSTP);
-			continue;
-		}
 		/* EOF (the helper would not take it) or a signal to act on: if the
 		 * helper did take it meanwhile, it sees the hang-up and ends. */
 		return give_up(sock);
@@ -256,8 +268,11 @@ static int run_in_helper(const struct helper_paths *p, int argc, char **argv)
 	accepted = 1;
 	if (pending_signal)
 		on_signal(pending_signal);
+	if (pending_stop)
+		on_signal(SIGTSTP);
 
 	ssize_t got = read_full(sock, msg, 2);
+	take_back_signals();
 	int normal = got == 2 && msg[0] == HELPER_STATUS;
 	stdio_restore(&saved, !normal);
 	if (normal)

@@ -28,6 +28,18 @@ __attribute__((constructor)) static void berth_exit(void)
 	const char *client_env = getenv("BERTH_CLI_STATUS_FD"), *watch_env = getenv("BERTH_CLI_DISARM_FD");
 	int client = client_env ? atoi(client_env) : -1;
 
+	/* Whether (and how) to start the next helper, decided before the
+	 * command's descriptors are closed: after that, nothing is opened in
+	 * this process, whose other threads may still hold a number. */
+	Dl_info self;
+	char so[PATH_MAX], checkout[PATH_MAX];
+	struct helper_paths p;
+	struct helper_spawn next;
+	/* CHECKOUT/native/build/berth-exit.so */
+	int spawn = helper_wanted() && dladdr((void *)berth_exit, &self) && realpath(self.dli_fname, so) &&
+		    helper_strip(so, 3, checkout, sizeof checkout) == 0 && helper_paths(checkout, &p) == 0 &&
+		    helper_spawn_prepare(&p, &next) == 0;
+
 	/* The client hangs up once it has the status: that is not its death. */
 	if (watch_env)
 		(void)!write(atoi(watch_env), "D", 1);
@@ -40,17 +52,11 @@ __attribute__((constructor)) static void berth_exit(void)
 		(void)!write(client, msg, 2);
 		close(client);
 	}
-
-	Dl_info self;
-	char so[PATH_MAX], checkout[PATH_MAX];
-	struct helper_paths p;
-	/* CHECKOUT/native/build/berth-exit.so */
-	if (helper_wanted() && dladdr((void *)berth_exit, &self) && realpath(self.dli_fname, so) &&
-	    helper_strip(so, 3, checkout, sizeof checkout) == 0 && helper_paths(checkout, &p) == 0) {
+	if (spawn) {
 		unsetenv("BERTH_EXIT_STATUS");
 		unsetenv("BERTH_CLI_STATUS_FD");
 		unsetenv("BERTH_CLI_DISARM_FD");
-		helper_spawn(&p);
+		helper_spawn_run(&next);
 	}
 	_exit(status);
 }

@@ -52,13 +52,26 @@ function readOrUndefined(path: string): Buffer | undefined {
   }
 }
 
-// ASCII by construction (scripts/bundle-cli.ts checks): latin1 is exact and cheapest.
-const readBundle = () => readFileSync(bundlePath, 'latin1');
+/** The bundle's text and the modification time it had when read. */
+interface Bundle {
+  source: string;
+  mtimeMs: number;
+}
 
-function runBundle(source: string): void {
+function readBundle(): Bundle {
+  for (;;) {
+    const mtimeMs = statSync(bundlePath).mtimeMs;
+    // ASCII by construction (scripts/bundle-cli.ts checks): latin1 is exact and cheapest.
+    const source = readFileSync(bundlePath, 'latin1');
+    // Rebuilt while being read: read again, so that text and time agree.
+    if (statSync(bundlePath).mtimeMs === mtimeMs) return { source, mtimeMs };
+  }
+}
+
+function runBundle({ source, mtimeMs }: Bundle): void {
   // V8 checks a cache against the source's length only; the bundle's
   // modification time in the name keeps a rebuilt bundle from old code.
-  const cachePath = join(cacheDir, `${cacheKey(process.argv.slice(2))}-${Math.floor(statSync(bundlePath).mtimeMs)}.v8`);
+  const cachePath = join(cacheDir, `${cacheKey(process.argv.slice(2))}-${Math.floor(mtimeMs)}.v8`);
   const cachedData = readOrUndefined(cachePath);
   const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: bundlePath, cachedData });
   if (!cachedData || script.cachedDataRejected) {
@@ -84,15 +97,15 @@ function runBundle(source: string): void {
  * the previous command, it does what every command needs before one
  * arrives, then waits in berth-cli-serve.so, which returns with the caller's
  * stdio, working directory, umask and environment in place of its own and
- * the arguments in a memfd. Returns the bundle's source, or undefined when
+ * the arguments in a memfd. Returns the bundle, or undefined when
  * this process is an ordinary command.
  */
 /** Variables berth-exit.so needs, set again only as it is loaded. */
 const exitEnv: Record<string, string> = {};
 
-function takeCommand(): string | undefined {
-  if (process.env.BERTH_CLI_SERVE !== '1' || process.argv[2] !== '--cli-helper') return undefined;
-  const source = readBundle();
+function takeCommand(): Bundle | undefined {
+  if (process.env.BERTH_CLI_SERVE !== '1' || process.argv[2] !== '--cli-helper') return takeHookVariables();
+  let bundle = readBundle();
   // The modules every command loads, so that nobody waits for them.
   for (const m of ['node:net', 'node:stream', 'node:string_decoder', 'node:crypto']) bundleRequire(m);
   runNative('berth-cli-serve.so');
@@ -103,20 +116,31 @@ function takeCommand(): string | undefined {
   const args = readFileSync(fd, 'utf8').split('\0').slice(0, -1);
   closeSync(fd);
   process.argv.splice(2, Infinity, ...args);
-  // The hook's descriptors are for berth-exit.so alone: not in the
-  // command's environment, where a child process would inherit them.
-  for (const name of ['BERTH_CLI_ARGV_FD', 'BERTH_CLI_STATUS_FD', 'BERTH_CLI_DISARM_FD']) {
-    const value = process.env[name];
-    delete process.env[name];
-    if (value !== undefined && name !== 'BERTH_CLI_ARGV_FD') exitEnv[name] = value;
-  }
+  takeHookVariables(true);
+  // A CLI rebuilt while this helper waited: its key names the new files, so the new text runs.
+  if (statSync(bundlePath).mtimeMs !== bundle.mtimeMs) bundle = readBundle();
   // Node keeps the working directory it saw at start-up; this makes it look again.
   process.chdir('.');
   // Dates follow TZ only when it is set through process.env.
   const tz = process.env.TZ;
   if (tz === undefined) delete process.env.TZ;
   else process.env.TZ = tz;
-  return source;
+  return bundle;
+}
+
+/**
+ * The hook's descriptors are for berth-exit.so alone: out of the command's
+ * environment, where a child process would inherit them. Kept for the exit
+ * only in a helper that has just taken a command; anywhere else such
+ * variables are somebody else's and are dropped.
+ */
+function takeHookVariables(ours = false): undefined {
+  for (const name of ['BERTH_CLI_ARGV_FD', 'BERTH_CLI_STATUS_FD', 'BERTH_CLI_DISARM_FD']) {
+    const value = process.env[name];
+    delete process.env[name];
+    if (ours && value !== undefined && name !== 'BERTH_CLI_ARGV_FD') exitEnv[name] = value;
+  }
+  return undefined;
 }
 
 /**
@@ -147,6 +171,6 @@ function exitQuickly(): void {
   });
 }
 
-const source = takeCommand() ?? readBundle();
+const bundle = takeCommand() ?? readBundle();
 exitQuickly();
-runBundle(source);
+runBundle(bundle);
