@@ -5,7 +5,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -126,7 +126,8 @@ export class BenchDockerd {
       }
       net = ['--bridge', bridge, '--iptables=true', '--ip6tables=false'];
     }
-    this.proc = spawn('dockerd', ['--data-root', join(this.dir, 'data'), '--exec-root', exec, '-H', `unix://${this.socket}`, '--pidfile', join(this.dir, 'docker.pid'), ...net, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Its containers' cgroups under a parent of its own, removed by stop() (not a /docker left behind).
+    this.proc = spawn('dockerd', ['--data-root', join(this.dir, 'data'), '--exec-root', exec, '-H', `unix://${this.socket}`, '--pidfile', join(this.dir, 'docker.pid'), '--cgroup-parent', `/${basename(this.dir)}`, ...net, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     this.proc.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
     try {
@@ -154,6 +155,7 @@ export class BenchDockerd {
       removeAddedRules(this.iptablesBefore);
       spawnSync('ip', ['link', 'del', 'dev', this.network.bridge]);
     }
+    spawnSync('sh', ['-c', 'for c in /sys/fs/cgroup/*/"$1"; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \\; ; done; true', 'sh', basename(this.dir)]);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
