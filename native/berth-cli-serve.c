@@ -234,6 +234,29 @@ static int same_file(const char *path, const struct stat *was)
 	return stat(path, &st) == 0 && st.st_dev == was->st_dev && st.st_ino == was->st_ino;
 }
 
+/* A waiting helper told to end (kill, Ctrl-C in a terminal that started it
+ * by hand) takes its socket and lock file with it. */
+static struct helper_paths *waiting_paths;
+static struct stat waiting_sock;
+
+static void end_waiting(int sig)
+{
+	(void)sig;
+	if (same_file(waiting_paths->sock, &waiting_sock))
+		unlink(waiting_paths->sock);
+	unlink(waiting_paths->lock);
+	_exit(0);
+}
+
+static void on_ending_signals(void (*handler)(int))
+{
+	static const int ending[] = { SIGTERM, SIGINT, SIGHUP };
+	struct sigaction sa = { .sa_handler = handler };
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof ending / sizeof ending[0]; i++)
+		sigaction(ending[i], &sa, NULL);
+}
+
 static void serve(void)
 {
 	struct helper_paths p;
@@ -270,6 +293,9 @@ static void serve(void)
 		_exit(0);
 	}
 
+	waiting_paths = &p;
+	waiting_sock = sock_st;
+	on_ending_signals(end_waiting);
 	struct pollfd pfd = { listener, POLLIN, 0 };
 	for (long idle = 0;;) {
 		int ready = poll(&pfd, 1, 1000);
@@ -293,7 +319,9 @@ static void serve(void)
 		struct request r = { .fds = { -1, -1, -1, -1 } };
 		if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0 && cred.uid == getuid() &&
 		    helper_same_world(cred.pid) && read_request(conn, &r) == 0) {
-			/* From here on the slot is free: the next helper may start. */
+			/* From here on the slot is free: the next helper may start;
+			 * and signals are the command's, as in a fresh process. */
+			on_ending_signals(SIG_DFL);
 			if (same_file(p.sock, &sock_st))
 				unlink(p.sock);
 			close(listener);

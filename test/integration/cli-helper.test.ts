@@ -278,6 +278,14 @@ test('a helper ends when idle, when its directory is removed, and when the CLI i
   await gone(h1, 'idle helper');
   assert.deepEqual(readdirSync(idle), [], 'an idle helper removes its socket and lock');
 
+  // Told to end while waiting, a helper takes its socket and lock file with it.
+  const ended = helperDir();
+  berth(ended, ['version']);
+  const h4 = await waiting(ended);
+  process.kill(h4, 'SIGTERM');
+  await gone(h4, 'helper sent SIGTERM');
+  assert.deepEqual(readdirSync(ended), []);
+
   const removed = helperDir();
   berth(removed, ['version']);
   const h2 = await waiting(removed);
