@@ -47,6 +47,7 @@
 /* Messages from the helper to the client. */
 #define HELPER_ACCEPTED 'A' /* the command is the helper's now */
 #define HELPER_STATUS 'S'   /* followed by one byte: the exit status */
+#define HELPER_READS_TERMINAL 'R' /* the command reads stdin, a terminal */
 
 /* Room for /proc/PID/status or cgroup (a long group list makes status long). */
 #define HELPER_PROC_TEXT 65536

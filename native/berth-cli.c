@@ -19,6 +19,15 @@ static pid_t helper_pid;
  * that, a Ctrl-Z waits in pending_stop and any other signal that ends a
  * process in pending_signal. */
 static volatile sig_atomic_t accepted, pending_signal, pending_stop, fatal_signal;
+/* The helper said its command reads the terminal on stdin. */
+static volatile sig_atomic_t reads_terminal;
+
+/* A background job on the terminal on stdin (not when stdin is no terminal, or not this process's). */
+static int in_background(void)
+{
+	pid_t fg = tcgetpgrp(0);
+	return fg >= 0 && fg != getpgrp();
+}
 
 /* Signals the helper gets in place of this process. */
 static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGCONT, SIGTSTP };
@@ -39,6 +48,12 @@ static void on_signal(int sig)
 		 * that the kernel does not stop for SIGTSTP: it gets SIGSTOP. */
 		kill(helper_pid, SIGSTOP);
 		raise(SIGSTOP);
+	} else if (sig == SIGCONT && reads_terminal && in_background()) {
+		/* `bg`: a fresh process reading its terminal from the background
+		 * is stopped by the kernel (SIGTTIN); the helper, outside the
+		 * terminal's session, would not be. So it stays stopped, and this
+		 * process stops as that one would have; `fg` resumes both. */
+		raise(SIGTTIN);
 	} else {
 		kill(helper_pid, sig);
 		if (sig != SIGWINCH && sig != SIGCONT)
@@ -232,8 +247,7 @@ static int run_in_helper(const struct helper_paths *p, int argc, char **argv)
 	/* A job started in the background on its terminal is stopped if it
 	 * reads it (SIGTTIN); the helper, outside the terminal's session, would
 	 * not be. Such a command runs in a fresh process. */
-	pid_t fg = tcgetpgrp(0);
-	if (fg >= 0 && fg != getpgrp())
+	if (in_background())
 		return -1;
 	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (sock < 0)
@@ -271,9 +285,18 @@ static int run_in_helper(const struct helper_paths *p, int argc, char **argv)
 	if (pending_stop)
 		on_signal(SIGTSTP);
 
-	ssize_t got = read_full(sock, msg, 2);
+	int normal = 0;
+	for (;;) {
+		if (read_full(sock, msg, 1) != 1)
+			break;
+		if (msg[0] == HELPER_READS_TERMINAL) {
+			reads_terminal = 1;
+			continue;
+		}
+		normal = msg[0] == HELPER_STATUS && read_full(sock, msg + 1, 1) == 1;
+		break;
+	}
 	take_back_signals();
-	int normal = got == 2 && msg[0] == HELPER_STATUS;
 	stdio_restore(&saved, !normal);
 	if (normal)
 		return msg[1];

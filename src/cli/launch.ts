@@ -12,7 +12,7 @@
  * different code, and is written only when there is none or V8 refuses it
  * (another Node), so a normal run only reads it.
  */
-import { closeSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
@@ -117,6 +117,7 @@ function takeCommand(): Bundle | undefined {
   closeSync(fd);
   process.argv.splice(2, Infinity, ...args);
   takeHookVariables(true);
+  tellWhenReadingTerminal();
   // A CLI rebuilt while this helper waited: its key names the new files, so the new text runs.
   if (statSync(bundlePath).mtimeMs !== bundle.mtimeMs) bundle = readBundle();
   // Node keeps the working directory it saw at start-up; this makes it look again.
@@ -126,6 +127,35 @@ function takeCommand(): Bundle | undefined {
   if (tz === undefined) delete process.env.TZ;
   else process.env.TZ = tz;
   return bundle;
+}
+
+/**
+ * The client learns when the command takes stdin and that is a terminal:
+ * sent to the background later (`bg`), such a command would be stopped by
+ * the kernel as a fresh process, and the client stops it so (see
+ * native/berth-cli.c). The CLI touches process.stdin only to read it.
+ */
+function tellWhenReadingTerminal(): void {
+  const status = Number(exitEnv.BERTH_CLI_STATUS_FD);
+  const stdin = Object.getOwnPropertyDescriptor(process, 'stdin');
+  const { isatty } = bundleRequire('node:tty') as typeof import('node:tty');
+  if (!Number.isInteger(status) || !stdin?.get || !isatty(0)) return;
+  let told = false;
+  Object.defineProperty(process, 'stdin', {
+    configurable: true,
+    enumerable: stdin.enumerable,
+    get() {
+      if (!told) {
+        told = true;
+        try {
+          writeSync(status, 'R');
+        } catch {
+          // the client is gone; its watch ends this process
+        }
+      }
+      return stdin.get!.call(process);
+    },
+  });
 }
 
 /**

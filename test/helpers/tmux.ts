@@ -37,6 +37,11 @@ export class Tmux {
     this.tmux(['send-keys', ...names]);
   }
 
+  /** The pane's terminal device (/dev/pts/N). */
+  tty(): string {
+    return this.tmux(['display-message', '-p', '#{pane_tty}']).trim();
+  }
+
   resize(w: number, h: number): void {
     this.tmux(['resize-window', '-x', String(w), '-y', String(h)]);
   }

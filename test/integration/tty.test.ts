@@ -6,6 +6,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
 import { TestDaemon, ROOT } from '../helpers/daemon.ts';
 import { Tmux } from '../helpers/tmux.ts';
 
@@ -145,3 +147,32 @@ for (const cli of ['berth', 'docker'] as const) {
     d.berth(['rm', '-f', name, quiet]);
   });
 }
+
+test('berth: a command reading its terminal, sent to the background with bg, stops as a fresh process would, until fg', async () => {
+  const t = terminal('bg');
+  // Report job changes at once; then make sure the CLI's helper waits for this terminal's commands.
+  assert.equal(await t.shell('set -b; berth version >/dev/null; sleep 1', 'warm'), 0);
+  t.type('berth run -i --rm --name tty-bg busybox cat');
+  t.type('one');
+  await t.waitFor(/^one\s*\n^one\s*$/m, 'the line typed, and cat\'s copy');
+  // The helper (not a fresh process) has the command: its stdin is this terminal.
+  const helpers = spawnSync('pgrep', ['-f', '--', '--cli-helper'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+  const onTerminal = helpers.filter((pid) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/0`) === t.tty();
+    } catch {
+      return false;
+    }
+  });
+  assert.equal(onTerminal.length, 1, 'a helper process runs the command');
+  t.keys('C-z');
+  await t.waitFor(/Stopped\s+berth run -i/);
+  // bg: it reads the terminal, so it stops again (a fresh process would get SIGTTIN).
+  t.type('bg');
+  await t.waitFor(/Stopped\s+berth run -i/, 'the job stopped again in the background');
+  t.type('fg; echo "fg-rc=$?"');
+  t.type('two');
+  await t.waitFor(/^two\s*\n^two\s*$/m);
+  t.keys('C-d');
+  await t.waitFor(/fg-rc=0/, 'the job, back in the foreground, ended normally');
+});
