@@ -107,7 +107,7 @@ function takeCommand(): Bundle | undefined {
   if (process.env.BERTH_CLI_SERVE !== '1' || process.argv[2] !== '--cli-helper') return takeHookVariables();
   let bundle = readBundle();
   // The modules every command loads, so that nobody waits for them.
-  for (const m of ['node:net', 'node:stream', 'node:string_decoder', 'node:crypto']) bundleRequire(m);
+  for (const m of ['node:net', 'node:stream', 'node:string_decoder', 'node:crypto', 'node:tty']) bundleRequire(m);
   runNative('berth-cli-serve.so');
   const fd = Number(process.env.BERTH_CLI_ARGV_FD);
   // Without a command the hook has already ended the process; this is a
