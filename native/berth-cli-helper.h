@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dlfcn.h>
 #include <sched.h>
 #include <sys/file.h>
 #include <sys/resource.h>
@@ -56,6 +57,7 @@
 #define HELPER_IDLE_DEFAULT 300
 
 struct helper_paths {
+	uint64_t key; /* helper_key's */
 	char checkout[PATH_MAX];
 	char dir[PATH_MAX];
 	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -67,6 +69,9 @@ static const char *const helper_files[] = {
 	"node_modules/.bin/node", "dist/berth.cjs", "dist/berth-cli.cjs",
 	"native/build/berth-cli", "native/build/berth-cli-watch", "native/build/berth-cli-serve.so", "native/build/berth-exit.so",
 };
+
+/* The namespaces a helper and its callers share (/proc/PID/ns/NAME). */
+static const char *const helper_namespaces[] = { "mnt", "net", "pid", "user", "ipc", "uts", "cgroup" };
 
 /* Whether this environment may use a helper (BERTH_CLI_HELPER=off, or Node
  * options that only a fresh process would honour, say no). */
@@ -143,7 +148,6 @@ static inline void helper_privileges(uint64_t *h, const char *status)
 /* The hash of everything that must match for a helper to serve a caller. */
 static inline int helper_key(const char *checkout, uint64_t *key)
 {
-	static const char *const ns[] = { "mnt", "net", "pid", "user", "ipc", "uts", "cgroup" };
 	uint64_t h = 0xcbf29ce484222325ULL;
 	uid_t uid = getuid();
 	gid_t gid = getgid(), groups[256];
@@ -156,8 +160,8 @@ static inline int helper_key(const char *checkout, uint64_t *key)
 	fnv(&h, &uid, sizeof uid);
 	fnv(&h, &gid, sizeof gid);
 	fnv(&h, groups, sizeof groups[0] * (size_t)ngroups);
-	for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
-		snprintf(path, sizeof path, "/proc/self/ns/%s", ns[i]);
+	for (size_t i = 0; i < sizeof helper_namespaces / sizeof helper_namespaces[0]; i++) {
+		snprintf(path, sizeof path, "/proc/self/ns/%s", helper_namespaces[i]);
 		if (stat(path, &st) == 0)
 			fnv(&h, &st.st_ino, sizeof st.st_ino);
 	}
@@ -226,17 +230,22 @@ static inline int helper_key(const char *checkout, uint64_t *key)
  */
 static inline int helper_same_world(pid_t pid)
 {
-	static const char *const ns[] = { "mnt", "net", "pid", "user", "ipc", "uts", "cgroup", "root" };
+	const size_t count = sizeof helper_namespaces / sizeof helper_namespaces[0];
 	char mine[64], theirs[64], buf[HELPER_PROC_TEXT];
 	struct stat a, b;
 	uint64_t ha = 0, hb = 0;
 
 	if (pid <= 0)
 		return 0;
-	for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
-		int root = !strcmp(ns[i], "root");
-		snprintf(mine, sizeof mine, root ? "/proc/self/%s" : "/proc/self/ns/%s", ns[i]);
-		snprintf(theirs, sizeof theirs, root ? "/proc/%d/%s" : "/proc/%d/ns/%s", (int)pid, ns[i]);
+	/* Each namespace, then the root directory. */
+	for (size_t i = 0; i <= count; i++) {
+		if (i < count) {
+			snprintf(mine, sizeof mine, "/proc/self/ns/%s", helper_namespaces[i]);
+			snprintf(theirs, sizeof theirs, "/proc/%d/ns/%s", (int)pid, helper_namespaces[i]);
+		} else {
+			snprintf(mine, sizeof mine, "/proc/self/root");
+			snprintf(theirs, sizeof theirs, "/proc/%d/root", (int)pid);
+		}
 		int ok_a = stat(mine, &a) == 0, ok_b = stat(theirs, &b) == 0;
 		if (ok_a != ok_b || (ok_a && (a.st_dev != b.st_dev || a.st_ino != b.st_ino)))
 			return 0;
@@ -314,19 +323,33 @@ static inline int helper_dir(char *out, size_t n)
 	return 0;
 }
 
-/* Where this caller's helper listens and locks, for the checkout given. */
+/* The checkout, from the path of one of its native/build/ files. */
+static inline int helper_checkout(const char *file, char *out, size_t n)
+{
+	char real[PATH_MAX];
+	return realpath(file, real) ? helper_strip(real, 3, out, n) : -1;
+}
+
+/* Where this caller's helper listens and locks (and its key), for the checkout given. */
 static inline int helper_paths(const char *checkout, struct helper_paths *p)
 {
-	uint64_t key;
 	if (snprintf(p->checkout, sizeof p->checkout, "%s", checkout) >= (int)sizeof p->checkout)
 		return -1;
-	if (helper_key(checkout, &key) < 0 || helper_dir(p->dir, sizeof p->dir) < 0)
+	if (helper_key(checkout, &p->key) < 0 || helper_dir(p->dir, sizeof p->dir) < 0)
 		return -1;
-	if (snprintf(p->sock, sizeof p->sock, "%s/%016llx.sock", p->dir, (unsigned long long)key) >= (int)sizeof p->sock)
+	if (snprintf(p->sock, sizeof p->sock, "%s/%016llx.sock", p->dir, (unsigned long long)p->key) >= (int)sizeof p->sock)
 		return -1;
-	if (snprintf(p->lock, sizeof p->lock, "%s/%016llx.lock", p->dir, (unsigned long long)key) >= (int)sizeof p->lock)
+	if (snprintf(p->lock, sizeof p->lock, "%s/%016llx.lock", p->dir, (unsigned long long)p->key) >= (int)sizeof p->lock)
 		return -1;
 	return 0;
+}
+
+/* helper_paths for the checkout of the library holding `self` (CHECKOUT/native/build/NAME.so). */
+static inline int helper_paths_of_library(void *self, struct helper_paths *p)
+{
+	Dl_info info;
+	char checkout[PATH_MAX];
+	return dladdr(self, &info) && helper_checkout(info.dli_fname, checkout, sizeof checkout) == 0 ? helper_paths(checkout, p) : -1;
 }
 
 /* What starting the next helper takes, worked out beforehand (helper_spawn_prepare). */

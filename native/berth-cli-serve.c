@@ -11,11 +11,12 @@
  *   - BERTH_CLI_STATUS_FD names the connection, where berth-exit.so writes
  *     the exit status (or, for an exit that does not go through it, the
  *     exit handler registered here);
- *   - BERTH_CLI_DISARM_FD names the pair to berth-cli-watch, started with
- *     the helper, which now watches the connection: if the client is gone
- *     before the status (killed with SIGKILL, which it cannot pass on),
- *     this process is killed the same way, as a fresh process running the
- *     command would have been. berth-exit.so stands it down first.
+ *   - berth-cli-watch, started with the helper, now watches the
+ *     connection: if the client is gone before the status (killed with
+ *     SIGKILL, which it cannot pass on), this process is killed the same
+ *     way, as a fresh process running the command would have been. Closing
+ *     this process's end of the pair to it (watch_fd) stands it down, which
+ *     both exits do before they send the status.
  *
  * and returns, for the CLI to run. Only with BERTH_CLI_SERVE=1 in the
  * environment does loading do anything. A helper that waits longer than
@@ -23,7 +24,6 @@
  * whose CLI files change under it, ends without serving.
  */
 #include "berth-cli-helper.h"
-#include <dlfcn.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -130,7 +130,7 @@ static void report_exit(int status, void *unused)
 	(void)unused;
 	unsigned char msg[2] = { HELPER_STATUS, (unsigned char)status };
 	if (watch_fd >= 0)
-		(void)!write(watch_fd, "D", 1);
+		close(watch_fd);
 	if (status_fd >= 0)
 		(void)!write(status_fd, msg, 2);
 }
@@ -138,7 +138,7 @@ static void report_exit(int status, void *unused)
 /* Makes this process the caller's (see the top); -1 leaves it untouched. */
 static int adopt(struct request *r, int conn)
 {
-	static char argv_var[64], status_var[64], disarm_var[64];
+	static char argv_var[64], status_var[64];
 	size_t pos = 0, argv_at = 4, env_at;
 	uint32_t argc, envc, mask;
 
@@ -150,10 +150,10 @@ static int adopt(struct request *r, int conn)
 	memcpy(&mask, r->data + pos, 4);
 	int argfd = memfd_create("berth-argv", MFD_CLOEXEC);
 	size_t arglen = env_at - 4 - argv_at;
-	/* The helper's three variables first (getenv finds the first of a
+	/* The helper's two variables first (getenv finds the first of a
 	 * name), then the caller's environment exactly as it is. Its strings
 	 * stay where they are: the request's buffer is never freed. */
-	char **env = calloc((size_t)envc + 4, sizeof *env);
+	char **env = calloc((size_t)envc + 3, sizeof *env);
 	if (argfd < 0 || !env || write(argfd, r->data + argv_at, arglen) != (ssize_t)arglen || lseek(argfd, 0, SEEK_SET) != 0 ||
 	    fchdir(r->fds[3]) < 0) {
 		if (argfd >= 0)
@@ -163,13 +163,11 @@ static int adopt(struct request *r, int conn)
 	}
 	snprintf(argv_var, sizeof argv_var, "BERTH_CLI_ARGV_FD=%d", argfd);
 	snprintf(status_var, sizeof status_var, "BERTH_CLI_STATUS_FD=%d", conn);
-	snprintf(disarm_var, sizeof disarm_var, "BERTH_CLI_DISARM_FD=%d", watch_fd);
 	env[0] = argv_var;
 	env[1] = status_var;
-	env[2] = disarm_var;
 	char *s = r->data + env_at;
 	for (uint32_t i = 0; i < envc; i++, s += strlen(s) + 1)
-		env[3 + i] = s;
+		env[2 + i] = s;
 	for (int i = 0; i < 3; i++)
 		dup2(r->fds[i], i);
 	close_fds(r);
@@ -260,23 +258,20 @@ static void on_ending_signals(void (*handler)(int))
 static void serve(void)
 {
 	struct helper_paths p;
-	Dl_info self;
-	char so[PATH_MAX], checkout[PATH_MAX], tmp[sizeof p.sock + 16];
+	char tmp[sizeof p.sock + 16];
 	struct stat sock_st;
-	uint64_t key, now;
+	uint64_t now;
 	const char *idle_env = getenv("BERTH_CLI_HELPER_IDLE");
 	long idle_limit = idle_env ? atol(idle_env) : HELPER_IDLE_DEFAULT;
 
-	/* CHECKOUT/native/build/berth-cli-serve.so */
-	if (!dladdr((void *)serve, &self) || !realpath(self.dli_fname, so) || helper_strip(so, 3, checkout, sizeof checkout) < 0 ||
-	    helper_paths(checkout, &p) < 0 || helper_key(checkout, &key) < 0)
+	if (helper_paths_of_library((void *)serve, &p) < 0)
 		_exit(0);
 	int lock = helper_lock(p.lock);
 	if (lock < 0)
 		_exit(0); /* another helper is alive */
 	char pid[16];
 	int pidlen = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-	if (ftruncate(lock, 0) < 0 || pwrite(lock, pid, (size_t)pidlen, 0) != pidlen || start_watch(checkout) < 0)
+	if (ftruncate(lock, 0) < 0 || pwrite(lock, pid, (size_t)pidlen, 0) != pidlen || start_watch(p.checkout) < 0)
 		_exit(0);
 
 	int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -305,7 +300,7 @@ static void serve(void)
 			if (!same_file(p.sock, &sock_st))
 				_exit(0); /* replaced or removed: not ours to clean up */
 			/* A rebuilt CLI retires this helper at once, as does the idle limit. */
-			if (++idle >= idle_limit || helper_key(checkout, &now) < 0 || now != key)
+			if (++idle >= idle_limit || helper_key(p.checkout, &now) < 0 || now != p.key)
 				break;
 			continue;
 		}

@@ -5,8 +5,8 @@
  *
  * It waits for the connection of the command the helper takes (sent over
  * the pair with SCM_RIGHTS), then for whichever comes first:
- *   - a byte on the pair, or the pair closing: the command is over, or the
- *     helper is gone. Nothing to do.
+ *   - the pair closing: the command is over (the helper closes its end
+ *     before it sends the status), or the helper is gone. Nothing to do.
  *   - the client hanging up: it died without passing a signal on (SIGKILL).
  *     The helper is killed with SIGKILL, as the command's own process would
  *     have been. This works on a stopped helper too (Ctrl-Z, then kill -9),

@@ -62,19 +62,6 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
-/* Dies of `sig` (or, for SIGTSTP, stops and goes on), as a process without a handler would. */
-static void act_on(int sig)
-{
-	struct sigaction dfl = { .sa_handler = SIG_DFL }, old;
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, sig);
-	sigaction(sig, &dfl, &old);
-	sigprocmask(SIG_UNBLOCK, &set, NULL);
-	raise(sig);
-	sigaction(sig, &old, NULL);
-}
-
 /* The caller's stdio as it was: a command may leave O_NONBLOCK on a shared
  * pipe, or a terminal in raw mode, if it ends abnormally. */
 struct stdio_state {
@@ -197,20 +184,28 @@ static ssize_t read_full(int fd, void *buf, size_t n)
 	return (ssize_t)got;
 }
 
+/* One disposition for every forwarded signal: on_signal, or SIG_DFL when
+ * they are this process's own again. */
+static void set_forwarded(void (*handler)(int))
+{
+	struct sigaction sa = { .sa_handler = handler };
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+		sigaction(forwarded[i], &sa, NULL);
+}
+
 /* The helper did not take the command: this process's signals are its own
  * again (one that came meanwhile acts now), and it runs the command itself. */
 static int give_up(int sock)
 {
 	sigset_t set, old;
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
 
 	sigemptyset(&set);
 	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
 		sigaddset(&set, forwarded[i]);
 	sigprocmask(SIG_BLOCK, &set, &old);
 	close(sock);
-	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-		sigaction(forwarded[i], &dfl, NULL);
+	set_forwarded(SIG_DFL);
 	int sig = pending_signal, stop = pending_stop;
 	pending_signal = pending_stop = 0;
 	sigprocmask(SIG_SETMASK, &old, NULL);
@@ -221,14 +216,6 @@ static int give_up(int sock)
 	return -1;
 }
 
-/* The status is in: signals from now on are this process's own again. */
-static void take_back_signals(void)
-{
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
-	accepted = 0;
-	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-		sigaction(forwarded[i], &dfl, NULL);
-}
 
 /* Run the command in the helper. Returns -1 when no helper took it (nothing
  * has happened yet: the caller runs it itself), else the exit status. */
@@ -263,10 +250,7 @@ static int run_in_helper(const struct helper_paths *p, int argc, char **argv)
 	stdio_save(&saved);
 	/* From here a signal is this process's own until the helper accepts
 	 * (the wait for that can be interrupted), then the helper's. */
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-		sigaction(forwarded[i], &sa, NULL);
+	set_forwarded(on_signal);
 	if (send_request(sock, argc, argv) < 0)
 		return give_up(sock);
 	for (;;) {
@@ -296,12 +280,14 @@ static int run_in_helper(const struct helper_paths *p, int argc, char **argv)
 		normal = msg[0] == HELPER_STATUS && read_full(sock, msg + 1, 1) == 1;
 		break;
 	}
-	take_back_signals();
+	/* The status is in: signals from now on are this process's own again. */
+	accepted = 0;
+	set_forwarded(SIG_DFL);
 	stdio_restore(&saved, !normal);
 	if (normal)
 		return msg[1];
 	if (fatal_signal)
-		act_on(fatal_signal); /* the helper died of the signal it was given: so does the caller */
+		raise(fatal_signal); /* the helper died of the signal it was given: so does the caller */
 	fprintf(stderr, "berth: the CLI's helper process ended before the command did\n");
 	return 125;
 }
@@ -309,13 +295,9 @@ static int run_in_helper(const struct helper_paths *p, int argc, char **argv)
 /* CHECKOUT/native/build/berth-cli, from /proc/self/exe or else argv[0]. */
 static int find_checkout(const char *argv0, char *out, size_t n)
 {
-	char exe[PATH_MAX];
-	ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (len > 0)
-		exe[len] = 0;
-	else if (!strchr(argv0, '/') || !realpath(argv0, exe))
-		return -1;
-	return helper_strip(exe, 3, out, n);
+	if (helper_checkout("/proc/self/exe", out, n) == 0)
+		return 0;
+	return strchr(argv0, '/') ? helper_checkout(argv0, out, n) : -1;
 }
 
 int main(int argc, char **argv)

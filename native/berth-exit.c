@@ -10,14 +10,12 @@
  * BERTH_EXIT_STATUS; without that variable, loading does nothing.
  *
  * Before it exits it closes every descriptor the command had (its stdio,
- * connections, listening sockets: whoever waits on them need not wait for
- * what follows); a command run by a helper process (berth-cli-serve.c)
- * stands down the helper's watch and sends its status to the waiting
- * client; then, off the command's path, the next helper is started if none
+ * connections, listening sockets, the pair to a helper's watch: whoever
+ * waits on them need not wait for what follows); a command run by a helper
+ * process (berth-cli-serve.c) sends its status to the waiting client; then, off the command's path, the next helper is started if none
  * is waiting (berth-cli-helper.h).
  */
 #include "berth-cli-helper.h"
-#include <dlfcn.h>
 
 __attribute__((constructor)) static void berth_exit(void)
 {
@@ -25,24 +23,19 @@ __attribute__((constructor)) static void berth_exit(void)
 	if (!status_env)
 		return;
 	int status = atoi(status_env);
-	const char *client_env = getenv("BERTH_CLI_STATUS_FD"), *watch_env = getenv("BERTH_CLI_DISARM_FD");
+	const char *client_env = getenv("BERTH_CLI_STATUS_FD");
 	int client = client_env ? atoi(client_env) : -1;
 
 	/* Whether (and how) to start the next helper, decided before the
 	 * command's descriptors are closed: after that, nothing is opened in
 	 * this process, whose other threads may still hold a number. */
-	Dl_info self;
-	char so[PATH_MAX], checkout[PATH_MAX];
 	struct helper_paths p;
 	struct helper_spawn next;
-	/* CHECKOUT/native/build/berth-exit.so */
-	int spawn = helper_wanted() && dladdr((void *)berth_exit, &self) && realpath(self.dli_fname, so) &&
-		    helper_strip(so, 3, checkout, sizeof checkout) == 0 && helper_paths(checkout, &p) == 0 &&
-		    helper_spawn_prepare(&p, &next) == 0;
+	int spawn = helper_wanted() && helper_paths_of_library((void *)berth_exit, &p) == 0 && helper_spawn_prepare(&p, &next) == 0;
 
-	/* The client hangs up once it has the status: that is not its death. */
-	if (watch_env)
-		(void)!write(atoi(watch_env), "D", 1);
+	/* Every descriptor but the client's: this also stands the helper's
+	 * watch down (its pair closes), since the client hangs up once it has
+	 * the status, and that is not its death. */
 	close(0);
 	close(1);
 	close(2);
@@ -55,7 +48,6 @@ __attribute__((constructor)) static void berth_exit(void)
 	if (spawn) {
 		unsetenv("BERTH_EXIT_STATUS");
 		unsetenv("BERTH_CLI_STATUS_FD");
-		unsetenv("BERTH_CLI_DISARM_FD");
 		helper_spawn_run(&next);
 	}
 	_exit(status);

@@ -25,17 +25,16 @@ const nativeBuild = join(dist, '..', 'native', 'build');
 const bundleRequire = createRequire(bundlePath);
 
 /**
- * Loads one of the CLI's native hooks for what its constructor does (they
- * are not Node addons, so Node's complaint after loading is expected);
- * false when the file is not there.
+ * Loads one of the CLI's native hooks for what its constructor does. They
+ * are not Node addons, so Node's complaint after loading is expected; a
+ * missing file leaves the process to go on the plain way.
  */
-function runNative(name: string): boolean {
+function runNative(name: string): void {
   try {
     process.dlopen({ exports: {} }, join(nativeBuild, name));
-  } catch (err) {
-    return !/cannot open shared object/.test((err as Error).message);
+  } catch {
+    // expected (see above)
   }
-  return true;
 }
 
 /** The command's cache name: its first word, when that is a plain one. */
@@ -92,6 +91,9 @@ function runBundle({ source, mtimeMs }: Bundle): void {
   run(module.exports, bundleRequire, module, bundlePath, dist);
 }
 
+/** Variables berth-exit.so needs, set again only as it is loaded. */
+const exitEnv: Record<string, string> = {};
+
 /**
  * The helper process (native/berth-cli-helper.h): started ahead of time by
  * the previous command, it does what every command needs before one
@@ -100,23 +102,24 @@ function runBundle({ source, mtimeMs }: Bundle): void {
  * the arguments in a memfd. Returns the bundle, or undefined when
  * this process is an ordinary command.
  */
-/** Variables berth-exit.so needs, set again only as it is loaded. */
-const exitEnv: Record<string, string> = {};
-
 function takeCommand(): Bundle | undefined {
-  if (process.env.BERTH_CLI_SERVE !== '1' || process.argv[2] !== '--cli-helper') return takeHookVariables();
+  if (process.env.BERTH_CLI_SERVE !== '1' || process.argv[2] !== '--cli-helper') {
+    takeHookVariables(); // somebody else's, if there are any
+    return undefined;
+  }
   let bundle = readBundle();
   // The modules every command loads, so that nobody waits for them.
   for (const m of ['node:net', 'node:stream', 'node:string_decoder', 'node:crypto', 'node:tty']) bundleRequire(m);
   runNative('berth-cli-serve.so');
-  const fd = Number(process.env.BERTH_CLI_ARGV_FD);
+  const { BERTH_CLI_ARGV_FD, ...forExit } = takeHookVariables();
+  Object.assign(exitEnv, forExit);
+  const fd = Number(BERTH_CLI_ARGV_FD);
   // Without a command the hook has already ended the process; this is a
   // helper started by hand or without the hook.
   if (!Number.isInteger(fd)) process.exit(0);
   const args = readFileSync(fd, 'utf8').split('\0').slice(0, -1);
   closeSync(fd);
   process.argv.splice(2, Infinity, ...args);
-  takeHookVariables(true);
   tellWhenReadingTerminal();
   // A CLI rebuilt while this helper waited: its key names the new files, so the new text runs.
   if (statSync(bundlePath).mtimeMs !== bundle.mtimeMs) bundle = readBundle();
@@ -159,18 +162,18 @@ function tellWhenReadingTerminal(): void {
 }
 
 /**
- * The hook's descriptors are for berth-exit.so alone: out of the command's
- * environment, where a child process would inherit them. Kept for the exit
- * only in a helper that has just taken a command; anywhere else such
- * variables are somebody else's and are dropped.
+ * The hook's descriptors (berth-cli-serve.so's) out of the command's
+ * environment, where a child process would inherit them; returned for the
+ * helper that has just taken a command.
  */
-function takeHookVariables(ours = false): undefined {
-  for (const name of ['BERTH_CLI_ARGV_FD', 'BERTH_CLI_STATUS_FD', 'BERTH_CLI_DISARM_FD']) {
+function takeHookVariables(): Record<string, string> {
+  const taken: Record<string, string> = {};
+  for (const name of ['BERTH_CLI_ARGV_FD', 'BERTH_CLI_STATUS_FD']) {
     const value = process.env[name];
+    if (value !== undefined) taken[name] = value;
     delete process.env[name];
-    if (ours && value !== undefined && name !== 'BERTH_CLI_ARGV_FD') exitEnv[name] = value;
   }
-  return undefined;
+  return taken;
 }
 
 /**

@@ -8,20 +8,13 @@ import { buildRouter } from '../api/api.ts';
 import { listen } from '../api/server.ts';
 import { log, setLogLevel } from '../util/log.ts';
 import { errorMessage } from '../util/errors.ts';
+import { processAlive } from '../util/signals.ts';
 import { checkRuntime } from '../runtime/runtime-check.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The checkout root: this file is src/daemon/main.ts, or dist/src/daemon/main.js once built. */
 const projectRoot = here.includes('/dist/') ? join(here, '..', '..', '..') : join(here, '..', '..');
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** One berthd per exec root: a second one would fight the first over the same monitors. */
 async function takePidFile(path: string): Promise<void> {

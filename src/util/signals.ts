@@ -75,3 +75,13 @@ export function parseSignal(s: string | number): Signal {
   if (n === undefined || name === undefined) throw invalid(`invalid signal: ${raw}`);
   return { name, number: n };
 }
+
+/** Whether a process with this pid exists (signal 0 checks without sending). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -13,6 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestDaemon, ROOT } from '../helpers/daemon.ts';
+import { processAlive } from '../../src/util/signals.ts';
 
 const d = new TestDaemon('clihelper');
 const BERTH_CLI = join(ROOT, 'native', 'build', 'berth-cli');
@@ -27,14 +28,7 @@ after(() => d.cleanup());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+
 
 /** A helper directory of its own for one test (inside the daemon's, so its cleanup ends the helpers). */
 function helperDir(): string {
@@ -51,15 +45,15 @@ async function waiting(dir: string): Promise<number> {
     const [sock] = sockets(dir);
     // A socket whose helper is dead may still be there (see the test of that).
     const pid = sock ? Number(readFileSync(join(dir, sock.replace(/\.sock$/, '.lock')), 'utf8')) : 0;
-    if (pid && alive(pid)) return pid;
+    if (pid && processAlive(pid)) return pid;
     await sleep(25);
   }
   throw new Error(`no helper started in ${dir}`);
 }
 
 async function gone(pid: number, what: string): Promise<void> {
-  for (let i = 0; i < 200 && alive(pid); i++) await sleep(25);
-  assert.ok(!alive(pid), what);
+  for (let i = 0; i < 200 && processAlive(pid); i++) await sleep(25);
+  assert.ok(!processAlive(pid), what);
 }
 
 function berth(dir: string, args: string[], opts: { input?: string; env?: Record<string, string> } = {}) {
@@ -199,7 +193,7 @@ test('a caller in another world gets a helper of its own; a peer that differs fr
   assert.equal(niced.status, 0, niced.stderr);
   for (let i = 0; i < 200 && sockets(dir).length < 2; i++) await sleep(25);
   assert.equal(sockets(dir).length, 2, 'a second helper for the niced caller');
-  assert.ok(alive(plainAgain), 'the plain caller\'s helper was not used');
+  assert.ok(processAlive(plainAgain), 'the plain caller\'s helper was not used');
 
   // A peer with no_new_privs set connects to the plain helper's socket and
   // sends a well-formed request: the helper drops it and keeps waiting.
@@ -218,7 +212,7 @@ test('a caller in another world gets a helper of its own; a peer that differs fr
   ].join('\n');
   const r = spawnSync('setpriv', ['--no-new-privs', 'python3', '-c', py, sock], { encoding: 'utf8', timeout: 10_000 });
   assert.equal(r.stdout.trim(), "answer b''", r.stderr);
-  assert.ok(alive(plainAgain), 'the helper is still waiting');
+  assert.ok(processAlive(plainAgain), 'the helper is still waiting');
   // The same request from an ordinary peer is taken: the check is what refused it.
   const ok = spawnSync('python3', ['-c', py, sock], { encoding: 'utf8', timeout: 10_000 });
   assert.equal(ok.stdout.split('\n')[0], "answer b'A'", ok.stderr);
