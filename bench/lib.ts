@@ -98,6 +98,7 @@ export class BenchBerthd {
 export class BenchDockerd {
   private readonly network?: { bridge: string; gateway: string };
   private iptablesBefore = '';
+  private dockerCgroupBefore = true;
   constructor(opts: { network?: { subnet24: string } } = {}) {
     if (opts.network) {
       const bridge = `bd${createHash('sha1').update(this.dir).digest('hex').slice(0, 8)}`;
@@ -126,7 +127,9 @@ export class BenchDockerd {
       }
       net = ['--bridge', bridge, '--iptables=true', '--ip6tables=false'];
     }
-    // Its containers' cgroups under a parent of its own, removed by stop() (not a /docker left behind).
+    // Its containers' cgroups under a parent of its own, removed by stop(); dockerd still makes an
+    // empty /docker of its own, removed too unless it was there before.
+    this.dockerCgroupBefore = existsSync('/sys/fs/cgroup/memory/docker');
     this.proc = spawn('dockerd', ['--data-root', join(this.dir, 'data'), '--exec-root', exec, '-H', `unix://${this.socket}`, '--pidfile', join(this.dir, 'docker.pid'), '--cgroup-parent', `/${basename(this.dir)}`, ...net, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     this.proc.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
@@ -155,7 +158,8 @@ export class BenchDockerd {
       removeAddedRules(this.iptablesBefore);
       spawnSync('ip', ['link', 'del', 'dev', this.network.bridge]);
     }
-    spawnSync('sh', ['-c', 'for c in /sys/fs/cgroup/*/"$1"; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \\; ; done; true', 'sh', basename(this.dir)]);
+    const cgroups = [basename(this.dir), ...(this.dockerCgroupBefore ? [] : ['docker'])];
+    spawnSync('sh', ['-c', 'for n; do for c in /sys/fs/cgroup/*/"$n"; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \\; ; done; done; true', 'sh', ...cgroups]);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
